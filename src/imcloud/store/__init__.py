@@ -1,0 +1,1 @@
+"""Storage: tables, the database handle, migrations. SQL lives here and in services."""

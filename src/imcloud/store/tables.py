@@ -1,0 +1,90 @@
+"""The schema. Alembic migrations (store/migrations) create exactly these tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; stored naive UTC so SQLite and PostgreSQL agree."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+metadata = sa.MetaData()
+
+clock = sa.Table(
+    "clock",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("simulated", sa.Boolean, nullable=False),
+    sa.Column("now", UTCDateTime, nullable=True),
+)
+
+console_accounts = sa.Table(
+    "console_accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+apps = sa.Table(
+    "apps",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("secret_key", sa.String(64), nullable=False),
+    sa.Column("admin_identifier", sa.String(64), nullable=False),
+    sa.Column("owner_id", sa.Integer, sa.ForeignKey("console_accounts.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # current configuration; plan_events holds how it got here
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("service_version", sa.String(16), nullable=False),
+    sa.Column("unlimited_av_rooms", sa.Boolean, nullable=False),
+    sa.Column("content_filtering", sa.Boolean, nullable=False),
+    sa.Column("group_member_limit", sa.Integer, nullable=False),
+    sa.Column("groups_per_user", sa.Integer, nullable=False),
+    sa.Column("history_days", sa.Integer, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Index("ix_apps_owner", "owner_id"),
+)
+
+# Append-only: one row per lifecycle operation (R7), never updated or deleted.
+plan_events = sa.Table(
+    "plan_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("operation", sa.String(16), nullable=False),
+    sa.Column("before", sa.JSON, nullable=True),
+    sa.Column("after", sa.JSON, nullable=False),
+    sa.Column("version_changed", sa.Boolean, nullable=False),
+    sa.Column("items_changed", sa.JSON, nullable=False),
+    sa.UniqueConstraint("sdkappid", "seq", name="uq_plan_events_app_seq"),
+)
