@@ -77,12 +77,14 @@ def _check_value(catalog: Catalog, edition: str, item: str, value: ItemValue) ->
 
 
 def _carry_items(
-    catalog: Catalog, before: Mapping[str, ItemValue], edition: str
+    catalog: Catalog, before: Mapping[str, ItemValue], edition: str, named: Mapping[str, ItemValue]
 ) -> dict[str, ItemValue]:
-    """R4a: unnamed items across a version change."""
-    out: dict[str, ItemValue] = {}
+    """R4a: items across a version change; named ones take the requested value."""
+    out: dict[str, ItemValue] = dict(named)
     name = catalog.edition(edition).name
     for key in ITEM_KEYS:
+        if key in named:
+            continue
         offer = catalog.offer(key, edition)
         value = before[key]
         if not offer.offered:
@@ -158,10 +160,10 @@ def decide(
         _check_value(catalog, new_edition, key, value)
 
     version_changed = new_edition != current.edition
-    items = _carry_items(catalog, current.items, new_edition) if version_changed else dict(
-        current.items
-    )
-    items.update(op.items)
+    if version_changed:
+        items = _carry_items(catalog, current.items, new_edition, op.items)
+    else:
+        items = {**current.items, **op.items}
     items_changed = frozenset(k for k in op.items if items[k] != current.items[k])
     after = AppPlan(status="active", edition=new_edition, items=items)
 
