@@ -11,7 +11,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -50,18 +50,18 @@ DbOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 
-class EditionChoice(str, Enum):
+class EditionChoice(StrEnum):
     pro = "pro"
     flagship = "flagship"
 
 
-class AnyEdition(str, Enum):
+class AnyEdition(StrEnum):
     trial = "trial"
     pro = "pro"
     flagship = "flagship"
 
 
-class OnOff(str, Enum):
+class OnOff(StrEnum):
     on = "on"
     off = "off"
 
@@ -73,7 +73,9 @@ def _actor() -> str:
         return "cli"
 
 
-def _run(db_url: str | None, as_json: bool, work: Callable[[Database, Settings], Awaitable[T]]) -> T:
+def _run(
+    db_url: str | None, as_json: bool, work: Callable[[Database, Settings], Awaitable[T]]
+) -> T:
     """Run one command's async work; turn a refusal into exit 1."""
     settings = Settings.from_env(db_url)
 
@@ -214,7 +216,9 @@ def _list_apps(rows: list[dict[str, Any]]) -> None:
 @app_cli.command("create")
 def app_create(
     name: str,
-    owner: Annotated[str | None, typer.Option(help="Console account (default: first admin)")] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Console account (default: first admin)")
+    ] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 DEFAULT_DATABASE_URL = "sqlite:///var/imcloud.db"
@@ -12,7 +12,7 @@ DEFAULT_DATABASE_URL = "sqlite:///var/imcloud.db"
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
-    billing_tz: ZoneInfo = ZoneInfo("UTC")
+    billing_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     host: str = "127.0.0.1"
     port: int = 8080
 

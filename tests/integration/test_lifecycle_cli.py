@@ -6,6 +6,7 @@ history are exactly as before (nothing changed).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from tests.conftest import Cli, run
@@ -196,7 +197,7 @@ def test_R7_every_operation_recorded(imcloud: Cli) -> None:
     assert history[2]["before"]["items"]["unlimited_av_rooms"] is False
     assert history[2]["after"]["items"]["unlimited_av_rooms"] is True
     assert history[3]["after"]["status"] == "disabled"
-    for prev, nxt in zip(history, history[1:], strict=False):
+    for prev, nxt in pairwise(history):
         assert nxt["before"] == prev["after"]
 
 

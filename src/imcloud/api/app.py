@@ -15,6 +15,8 @@ from imcloud.services import apps, clock
 from imcloud.settings import Settings
 from imcloud.store.db import Database
 
+_NO_APPS = "<li>No apps yet: <code>imcloud app create NAME</code></li>"
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
@@ -57,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "<!doctype html><html><head><meta charset='utf-8'><title>imcloud console</title>"
             "</head><body><h1>imcloud</h1>"
             f"<p>Clock: {escape(iso(now, tz))}</p>"
-            f"<h2>Apps</h2><ul>{cards or '<li>No apps yet: <code>imcloud app create NAME</code></li>'}</ul>"
+            f"<h2>Apps</h2><ul>{cards or _NO_APPS}</ul>"
             "</body></html>"
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, tzinfo
+from typing import Literal
 
 from imcloud.catalog import ITEM_KEYS, Catalog, ItemValue, Limit
 from imcloud.clock import month_bounds
@@ -15,7 +16,6 @@ from imcloud.errors import APP_DISABLED, Refused
 from imcloud.plans.model import (
     AppPlan,
     ChangeRecord,
-    Configure,
     Decision,
     Disable,
     Operation,
@@ -91,9 +91,7 @@ def _carry_items(
             out[key] = offer.free  # not sold here (Trial, AV rooms on Flagship): ends
         elif offer.allowed(value):
             out[key] = value
-        elif isinstance(value, bool) or isinstance(offer.free, bool):
-            out[key] = offer.free
-        elif value < offer.free:
+        elif isinstance(value, bool) or isinstance(offer.free, bool) or value < offer.free:
             out[key] = offer.free
         else:
             raise Refused(
@@ -142,7 +140,7 @@ def decide(
         target = catalog.editions.get(op.edition.lower())
         if target is None or not target.postpaid:
             raise Refused(f"upgrade goes to a postpaid edition, not {op.edition!r}", rule="R1")
-        operation = "upgrade"
+        operation: Literal["upgrade", "configure", "downgrade"] = "upgrade"
         new_edition = target.key
     else:
         if not edition_now.postpaid:
