@@ -11,6 +11,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -19,11 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 from imcloud import catalog as catalog_mod
+from imcloud.billing import Policy
 from imcloud.catalog import ITEM_KEYS, ItemValue
-from imcloud.clock import iso, parse_time
+from imcloud.clock import iso, parse_month, parse_time
 from imcloud.errors import Refused
 from imcloud.plans import Configure, Disable, Operation, Upgrade
-from imcloud.services import accounts, apps, clock
+from imcloud.services import accounts, apps, bills, clock, usage
 from imcloud.settings import Settings
 from imcloud.store import migrate
 from imcloud.store.db import Database
@@ -37,8 +39,12 @@ cli = typer.Typer(
 )
 clock_cli = typer.Typer(no_args_is_help=True, help="Show or move the clock.")
 app_cli = typer.Typer(no_args_is_help=True, help="Create apps and change their plans.")
+bill_cli = typer.Typer(no_args_is_help=True, help="Issue and read bills.")
+usage_cli = typer.Typer(no_args_is_help=True, help="Daily usage per app.")
 cli.add_typer(clock_cli, name="clock")
 cli.add_typer(app_cli, name="app")
+cli.add_typer(bill_cli, name="bill")
+cli.add_typer(usage_cli, name="usage")
 
 out = Console()
 err = Console(stderr=True)
@@ -107,6 +113,13 @@ def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
         print(json.dumps(data, ensure_ascii=False))
     else:
         human(data)
+
+
+def _month(text: str) -> tuple[int, int]:
+    try:
+        return parse_month(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
 
 
 def _time(text: str, settings: Settings) -> Any:
@@ -317,6 +330,24 @@ GroupsOpt = Annotated[int | None, typer.Option("--groups-per-user", min=1)]
 HistoryOpt = Annotated[int | None, typer.Option("--history-days", min=1)]
 
 
+def _upgrade_op(
+    edition: EditionChoice, unlimited_av_rooms: bool, content_filtering: bool,
+    group_member_limit: int | None, groups_per_user: int | None, history_days: int | None,
+) -> Upgrade:
+    return Upgrade(edition.value, _items(unlimited_av_rooms or None, content_filtering or None,
+                                         group_member_limit, groups_per_user, history_days))
+
+
+def _configure_op(
+    edition: AnyEdition | None, unlimited_av_rooms: OnOff | None,
+    content_filtering: OnOff | None, group_member_limit: int | None,
+    groups_per_user: int | None, history_days: int | None,
+) -> Configure:
+    return Configure(edition.value if edition else None,
+                     _items(_on(unlimited_av_rooms), _on(content_filtering), group_member_limit,
+                            groups_per_user, history_days))
+
+
 @app_cli.command("upgrade")
 def app_upgrade(
     sdkappid: int,
@@ -330,9 +361,9 @@ def app_upgrade(
     as_json: JsonOpt = False,
 ) -> None:
     """R1: upgrade a Trial app to Pro or Flagship, with items."""
-    items = _items(unlimited_av_rooms or None, content_filtering or None,
-                   group_member_limit, groups_per_user, history_days)
-    _lifecycle(sdkappid, Upgrade(edition.value, items), db, as_json)
+    op = _upgrade_op(edition, unlimited_av_rooms, content_filtering, group_member_limit,
+                     groups_per_user, history_days)
+    _lifecycle(sdkappid, op, db, as_json)
 
 
 def _on(v: OnOff | None) -> bool | None:
@@ -352,9 +383,8 @@ def app_configure(
     as_json: JsonOpt = False,
 ) -> None:
     """R2: change the service version and/or items of a postpaid app."""
-    items = _items(_on(unlimited_av_rooms), _on(content_filtering),
-                   group_member_limit, groups_per_user, history_days)
-    op = Configure(edition.value if edition else None, items)
+    op = _configure_op(edition, unlimited_av_rooms, content_filtering, group_member_limit,
+                       groups_per_user, history_days)
     _lifecycle(sdkappid, op, db, as_json)
 
 
@@ -373,6 +403,201 @@ def app_disable(
 ) -> None:
     """R6: disable the app, finally and at once."""
     _lifecycle(sdkappid, Disable(confirm), db, as_json)
+
+
+@app_cli.command("preview")
+def app_preview(
+    sdkappid: int,
+    edition: Annotated[AnyEdition | None, typer.Option("--edition")] = None,
+    unlimited_av_rooms: Annotated[OnOff | None, typer.Option(
+        "--unlimited-av-rooms", help="on|off (a bare flag is not accepted here)")] = None,
+    content_filtering: Annotated[OnOff | None, typer.Option("--content-filtering")] = None,
+    group_member_limit: MemberOpt = None,
+    groups_per_user: GroupsOpt = None,
+    history_days: HistoryOpt = None,
+    downgrade: Annotated[bool, typer.Option("--downgrade")] = False,
+    disable: Annotated[bool, typer.Option("--disable")] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """B7: what an upgrade, change, downgrade or disable would cost, before making it.
+
+    On a Trial app the flags describe an upgrade (`--edition pro|flagship`); on a
+    postpaid app, a change of configuration.
+    """
+
+    async def work(d: Database, s: Settings) -> dict[str, Any]:
+        cat = catalog_mod.load()
+        async with d.read() as conn:
+            app = await apps.get(conn, sdkappid)
+            op: Operation
+            if disable:
+                op = Disable(app.name)
+            elif downgrade:
+                op = Configure("trial", {})
+            elif not cat.edition(app.plan.edition).postpaid:
+                if edition is None or edition is AnyEdition.trial:
+                    raise Refused("an upgrade preview needs --edition pro|flagship", rule="R1")
+                op = Upgrade(edition.value, _configure_op(
+                    None, unlimited_av_rooms, content_filtering, group_member_limit,
+                    groups_per_user, history_days).items)
+            else:
+                op = _configure_op(edition, unlimited_av_rooms, content_filtering,
+                                   group_member_limit, groups_per_user, history_days)
+            return await bills.preview(conn, sdkappid, op, cat, s.billing_tz,
+                                       Policy(s.proration))
+
+    def human(p: dict[str, Any]) -> None:
+        _show_lines(p["lines"], "This month's bill with the change")
+        out.print(f"Adds this month: [bold]{p['this_month']}[/]   "
+                  f"Monthly from next month: [bold]{p['monthly_from_next_month']}[/]")
+
+    _emit(_run(db, as_json, work), as_json, human)
+
+
+# ---------------------------------------------------------------- bills and usage
+
+
+def _show_lines(lines: list[dict[str, str]], title: str) -> None:
+    t = Table("Item", "Level", "Description", "From", "To", "Qty", "Unit price", "Amount",
+              title=title, title_justify="left")
+    for x in lines:
+        t.add_row(x["item"], x["level"], x["description"], x["period_start"][:10],
+                  x["period_end"][:10], x["quantity"], x["unit_price"], x["amount"])
+    out.print(t)
+
+
+@bill_cli.command("run")
+def bill_run(
+    month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (default: all due)")]
+    = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """B6: issue every bill due by the clock (or the bills of one month)."""
+    from rich.progress import Progress as Bar
+    from rich.progress import TaskID
+
+    wanted = _month(month) if month else None
+
+    async def work(d: Database, s: Settings) -> list[dict[str, Any]]:
+        cat = catalog_mod.load()
+        months = [wanted] if wanted else await bills.due_months(d, s.billing_tz, s.bill_day)
+        results = []
+        with Bar(console=err, disable=as_json, transient=True) as bar:
+            for m in months:
+                task = bar.add_task(f"bills {bills.month_key(m)}", total=None)
+
+                def advance(done: int, total: int, task: TaskID = task) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                r = await bills.run_month(
+                    d, m, cat, s.billing_tz, bill_day_of_month=s.bill_day,
+                    policy=Policy(s.proration), progress=advance,
+                )
+                results.append({"month": r.month, "bills": r.bills_issued, "new": r.new})
+        return results
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            out.print("No bills are due.")
+        for r in rows:
+            out.print(f"{r['month']}: {r['new']} new bills ({r['bills']} in all)")
+
+    _emit(_run(db, as_json, work), as_json, human)
+
+
+@bill_cli.command("show")
+def bill_show(
+    sdkappid: int,
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM")],
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the bill as CSV.")] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One issued bill with its lines."""
+    m = _month(month)
+
+    async def work(d: Database, s: Settings) -> dict[str, Any]:
+        async with d.read() as conn:
+            return await bills.get(conn, sdkappid, m, s.billing_tz)
+
+    bill = _run(db, as_json, work)
+    if as_csv:
+        sys.stdout.write(bills.to_csv(bill))
+        return
+
+    def human(b: dict[str, Any]) -> None:
+        _show_lines(b["lines"], f"Bill {b['number']} — {b['month']} (issued {b['issued_at']})")
+        out.print(f"Total: [bold]{b['total']}[/]")
+
+    _emit(bill, as_json, human)
+
+
+@bill_cli.command("list")
+def bill_list(sdkappid: int, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Every bill of an app."""
+
+    async def work(d: Database, s: Settings) -> list[dict[str, str]]:
+        async with d.read() as conn:
+            return await bills.list_for(conn, sdkappid)
+
+    def human(rows: list[dict[str, str]]) -> None:
+        t = Table("Month", "Number", "Total")
+        for r in rows:
+            t.add_row(r["month"], r["number"], r["total"])
+        out.print(t)
+
+    _emit(_run(db, as_json, work), as_json, human)
+
+
+@usage_cli.command("show")
+def usage_show(
+    sdkappid: int,
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Daily DAU, group count and AV rooms of an app for one month."""
+    m = _month(month)
+
+    async def work(d: Database, s: Settings) -> dict[str, Any]:
+        async with d.read() as conn:
+            days = await usage.month(conn, sdkappid, *m, s.billing_tz)
+        return {"sdkappid": sdkappid, "month": bills.month_key(m), "days": days}
+
+    def human(u: dict[str, Any]) -> None:
+        t = Table("Date", "DAU", "Groups", "AV rooms", title=f"Usage {u['month']}")
+        for r in u["days"]:
+            t.add_row(r["date"], str(r["dau"]), str(r["groups"]), str(r["av_rooms"]))
+        out.print(t)
+
+    _emit(_run(db, as_json, work), as_json, human)
+
+
+@usage_cli.command("record")
+def usage_record(
+    sdkappid: int,
+    day: Annotated[str, typer.Option("--date", help="YYYY-MM-DD")],
+    dau: Annotated[int, typer.Option("--dau", min=0)] = 0,
+    groups: Annotated[int, typer.Option("--groups", min=0)] = 0,
+    av_rooms: Annotated[int, typer.Option("--av-rooms", min=0)] = 0,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Raise a day's usage figures (for imports and demos; the IM service meters itself)."""
+    try:
+        d_ = date.fromisoformat(day)
+    except ValueError as e:
+        raise typer.BadParameter(f"not a date YYYY-MM-DD: {day!r}") from e
+
+    async def work(d: Database, s: Settings) -> dict[str, Any]:
+        async with d.write() as conn:
+            await usage.record(conn, sdkappid, d_, dau=dau, groups=groups, av_rooms=av_rooms)
+            days = await usage.month(conn, sdkappid, d_.year, d_.month, s.billing_tz)
+        return next(x for x in days if x["date"] == d_.isoformat())
+
+    _emit(_run(db, as_json, work), as_json, lambda r: out.print(r))
 
 
 # ---------------------------------------------------------------- serve

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 DEFAULT_DATABASE_URL = "sqlite:///var/imcloud.db"
@@ -15,6 +16,9 @@ class Settings:
     billing_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     host: str = "127.0.0.1"
     port: int = 8080
+    bill_day: int = 3  # B6: the bill for month M is issued on this day of M+1
+    proration: Literal["month", "daily"] = "month"  # B4
+    bill_check_seconds: float = 5.0  # how often a server looks for a passed bill day
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -25,4 +29,13 @@ class Settings:
             billing_tz=ZoneInfo(os.environ.get("IMCLOUD_BILLING_TZ", "UTC")),
             host=os.environ.get("IMCLOUD_HOST", "127.0.0.1"),
             port=int(os.environ.get("IMCLOUD_PORT", "8080")),
+            bill_day=int(os.environ.get("IMCLOUD_BILL_DAY", "3")),
+            proration=_proration(os.environ.get("IMCLOUD_BILLING_PRORATION", "month")),
+            bill_check_seconds=float(os.environ.get("IMCLOUD_BILL_CHECK_SECONDS", "5")),
         )
+
+
+def _proration(value: str) -> Literal["month", "daily"]:
+    if value not in ("month", "daily"):
+        raise ValueError("IMCLOUD_BILLING_PRORATION is 'month' or 'daily'")
+    return "month" if value == "month" else "daily"

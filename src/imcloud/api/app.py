@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html import escape
@@ -10,12 +13,31 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from imcloud import catalog as catalog_mod
+from imcloud.billing import Policy
+from imcloud.catalog import Catalog
 from imcloud.clock import iso
-from imcloud.services import apps, clock
+from imcloud.services import apps, bills, clock
 from imcloud.settings import Settings
 from imcloud.store.db import Database
 
+log = logging.getLogger("imcloud")
+
 _NO_APPS = "<li>No apps yet: <code>imcloud app create NAME</code></li>"
+
+
+async def _bill_when_due(db: Database, catalog: Catalog, settings: Settings) -> None:
+    """B6: issue bills by ourselves once the clock passes a bill day (idempotent, so
+    several servers and the CLI may all do it)."""
+    while True:
+        try:
+            for month in await bills.due_months(db, settings.billing_tz, settings.bill_day):
+                result = await bills.run_month(
+                    db, month, catalog, settings.billing_tz,
+                    bill_day_of_month=settings.bill_day, policy=Policy(settings.proration))
+                log.info("bill run %s: %d new bills", result.month, result.new)
+        except Exception:  # keep serving; the next pass retries
+            log.exception("bill run failed")
+        await asyncio.sleep(settings.bill_check_seconds)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,9 +48,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database(settings.database_url)
         app.state.settings = settings
         app.state.catalog = catalog_mod.load()
+        biller = asyncio.create_task(_bill_when_due(app.state.db, app.state.catalog, settings))
         try:
             yield
         finally:
+            biller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await biller
             await app.state.db.dispose()
 
     app = FastAPI(title="imcloud", version="0.1.0", lifespan=lifespan)

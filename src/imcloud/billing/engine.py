@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from typing import Literal
 
 from imcloud.catalog import ITEM_KEYS, Catalog
@@ -115,9 +116,7 @@ def _charge(plan: AppPlan, item: str, catalog: Catalog) -> tuple[str, Decimal] |
         return edition.name, edition.base_fee
     offer = catalog.offer(item, edition.key)
     value = plan.items.get(item, offer.free)
-    if not offer.offered or value == offer.free or value is False:
-        return None
-    price = offer.price_of(value)
+    price = offer.price_of(value) if offer.offered else ZERO
     if price <= 0:
         return None
     return ("on" if value is True else str(value)), price
@@ -160,7 +159,7 @@ def _version_changes(
     """(at, before, after) of every edition change; disabling is not one."""
     return [
         (at, before, after)
-        for (_, before), (at, after) in zip(entries, entries[1:], strict=False)
+        for (_, before), (at, after) in pairwise(entries)
         if before.edition != after.edition
     ]
 
@@ -341,7 +340,7 @@ def _overage_lines(
     chargeable = [
         (day, hi)
         for day, lo, hi in days
-        if hi > fee_start and _postpaid_during(segments, max(lo, fee_start), hi, catalog)
+        if _postpaid_during(segments, max(lo, fee_start), hi, catalog)
     ]
     if not chargeable:
         return []

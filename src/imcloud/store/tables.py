@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,4 +88,60 @@ plan_events = sa.Table(
     sa.Column("version_changed", sa.Boolean, nullable=False),
     sa.Column("items_changed", sa.JSON, nullable=False),
     sa.UniqueConstraint("sdkappid", "seq", name="uq_plan_events_app_seq"),
+)
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact decimal money on every backend (a string on SQLite, which has no DECIMAL)."""
+
+    impl = sa.String(32)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(sa.Numeric(14, 2))
+        return dialect.type_descriptor(sa.String(32))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError("money must be a Decimal")
+        return value if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+# Daily usage per app (SPEC §6), read by billing and the console charts: maxima of the day.
+usage_daily = sa.Table(
+    "usage_daily",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("dau", sa.Integer, nullable=False, default=0),
+    sa.Column("groups", sa.Integer, nullable=False, default=0),
+    sa.Column("av_rooms", sa.Integer, nullable=False, default=0),
+)
+
+# Issued bills (B6): one per app and month, never updated.
+bills = sa.Table(
+    "bills",
+    metadata,
+    sa.Column("number", sa.String(32), primary_key=True),
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("total", Money, nullable=False),
+    sa.Column("lines", sa.JSON, nullable=False),
+    sa.UniqueConstraint("sdkappid", "month", name="uq_bills_app_month"),
+)
+
+# Completed bill runs: a month whose run finished has every bill it will ever have.
+bill_runs = sa.Table(
+    "bill_runs",
+    metadata,
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("bills_issued", sa.Integer, nullable=False),
 )
