@@ -212,6 +212,11 @@ def _chargeable_start(
         segments, month_start(*_previous_month(year, month), tz), lo, catalog
     ):
         return start  # B2 loophole: postpaid last month, so no free month
+    if not from_trial and earlier[-1][0] == lo:
+        # The same loophole between postpaid editions (docs/decisions.md): a switch at
+        # 00:00 on the 1st leaves the replaced edition nothing to charge this month, so
+        # a grace here would make the whole month free, every month.
+        return start
     return month_start(*next_month(year, month), tz)
 
 
