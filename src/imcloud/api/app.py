@@ -8,11 +8,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html import escape
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from imcloud import catalog as catalog_mod
+from imcloud.api import v4
 from imcloud.billing import Policy
 from imcloud.catalog import Catalog
 from imcloud.clock import iso
@@ -58,6 +61,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.db.dispose()
 
     app = FastAPI(title="imcloud", version="0.1.0", lifespan=lifespan)
+    v4.mount(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                 description="imcloud: v4 REST API (Tencent Cloud IM "
+                                             "compatible), console API, operations.")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(v4.schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

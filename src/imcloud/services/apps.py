@@ -21,7 +21,7 @@ from imcloud.clock import iso, month_bounds
 from imcloud.errors import NotFound, Refused
 from imcloud.plans import AppPlan, ChangeRecord, Decision, Operation
 from imcloud.services import accounts, clock
-from imcloud.store.tables import apps, console_accounts, plan_events
+from imcloud.store.tables import apps, console_accounts, im_app_counters, plan_events
 
 MAX_APPS_PER_ACCOUNT = 300
 DEFAULT_ADMIN = "administrator"
@@ -138,6 +138,8 @@ async def create(
             **_plan_columns(plan),
         )
     )
+    await conn.execute(sa.insert(im_app_counters).values(
+        sdkappid=sdkappid, accounts=0, groups=0, av_rooms=0, day=None, net_new_groups=0))
     await conn.execute(
         sa.insert(plan_events).values(
             sdkappid=sdkappid, seq=1, at=now, actor=actor, operation="create",

@@ -145,3 +145,109 @@ bill_runs = sa.Table(
     sa.Column("finished_at", UTCDateTime, nullable=False),
     sa.Column("bills_issued", sa.Integer, nullable=False),
 )
+
+
+# ------------------------------------------------------------------ IM data plane
+
+# Per-app counters checked with conditional UPDATEs (E1): the row is the lock.
+im_app_counters = sa.Table(
+    "im_app_counters",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), primary_key=True),
+    sa.Column("accounts", sa.Integer, nullable=False, default=0),
+    sa.Column("groups", sa.Integer, nullable=False, default=0),  # existing non-AV groups
+    sa.Column("av_rooms", sa.Integer, nullable=False, default=0),  # existing AVChatRooms
+    sa.Column("day", sa.Date, nullable=True),  # the day net_new_groups counts
+    sa.Column("net_new_groups", sa.Integer, nullable=False, default=0),
+)
+
+im_accounts = sa.Table(
+    "im_accounts",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), primary_key=True),
+    sa.Column("user_id", sa.String(32), primary_key=True),
+    sa.Column("nick", sa.String(64), nullable=False, default=""),
+    sa.Column("face_url", sa.String(500), nullable=False, default=""),
+    sa.Column("joined_groups", sa.Integer, nullable=False, default=0),  # non-AV groups
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+im_groups = sa.Table(
+    "im_groups",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), primary_key=True),
+    sa.Column("group_id", sa.String(48), primary_key=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(32), nullable=True),
+    sa.Column("introduction", sa.String(400), nullable=False, default=""),
+    sa.Column("notification", sa.String(400), nullable=False, default=""),
+    sa.Column("face_url", sa.String(500), nullable=False, default=""),
+    sa.Column("apply_join_option", sa.String(16), nullable=False),
+    # E3: the cap fixed at creation; None = no cap (AVChatRoom)
+    sa.Column("max_member_count", sa.Integer, nullable=True),
+    sa.Column("member_count", sa.Integer, nullable=False, default=0),
+    sa.Column("last_msg_seq", sa.BigInteger, nullable=False, default=0),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_im_groups_type", "sdkappid", "type"),
+)
+
+im_members = sa.Table(
+    "im_members",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, primary_key=True),
+    sa.Column("group_id", sa.String(48), primary_key=True),
+    sa.Column("user_id", sa.String(32), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("joined_at", UTCDateTime, nullable=False),
+    sa.ForeignKeyConstraint(["sdkappid", "group_id"], ["im_groups.sdkappid", "im_groups.group_id"],
+                            ondelete="CASCADE"),
+    sa.Index("ix_im_members_user", "sdkappid", "user_id"),
+)
+
+im_group_messages = sa.Table(
+    "im_group_messages",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, primary_key=True),
+    sa.Column("group_id", sa.String(48), primary_key=True),
+    sa.Column("msg_seq", sa.BigInteger, primary_key=True),
+    sa.Column("from_account", sa.String(32), nullable=False),
+    sa.Column("random", sa.BigInteger, nullable=False),
+    sa.Column("msg_body", sa.JSON, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.ForeignKeyConstraint(["sdkappid", "group_id"], ["im_groups.sdkappid", "im_groups.group_id"],
+                            ondelete="CASCADE"),
+    sa.Index("ix_im_group_messages_time", "sdkappid", "sent_at"),
+)
+
+im_c2c_messages = sa.Table(
+    "im_c2c_messages",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), nullable=False),
+    sa.Column("from_account", sa.String(32), nullable=False),
+    sa.Column("to_account", sa.String(32), nullable=False),
+    sa.Column("random", sa.BigInteger, nullable=False),
+    sa.Column("msg_body", sa.JSON, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Index("ix_im_c2c_pair", "sdkappid", "from_account", "to_account", "sent_at"),
+    sa.Index("ix_im_c2c_time", "sdkappid", "sent_at"),
+)
+
+# Operator-added words for content filtering (E4); the built-in list ships with the code.
+im_filter_words = sa.Table(
+    "im_filter_words",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), primary_key=True),
+    sa.Column("word", sa.String(64), primary_key=True),
+)
+
+# Who was active on which day (SPEC §6): filled by WebSocket sessions, never by REST.
+im_active_users = sa.Table(
+    "im_active_users",
+    metadata,
+    sa.Column("sdkappid", sa.BigInteger, sa.ForeignKey("apps.sdkappid"), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("user_id", sa.String(32), primary_key=True),
+)

@@ -1,0 +1,1 @@
+"""Pure IM-protocol logic (UserSig, content filtering, group rules): no I/O, no database."""
