@@ -25,7 +25,7 @@ from imcloud.catalog import ITEM_KEYS, ItemValue
 from imcloud.clock import iso, parse_month, parse_time
 from imcloud.errors import Refused
 from imcloud.plans import Configure, Disable, Operation, Upgrade
-from imcloud.services import accounts, apps, bills, clock, usage
+from imcloud.services import accounts, apps, bills, clock, filters, usage
 from imcloud.settings import Settings
 from imcloud.store import migrate
 from imcloud.store.db import Database
@@ -41,10 +41,13 @@ clock_cli = typer.Typer(no_args_is_help=True, help="Show or move the clock.")
 app_cli = typer.Typer(no_args_is_help=True, help="Create apps and change their plans.")
 bill_cli = typer.Typer(no_args_is_help=True, help="Issue and read bills.")
 usage_cli = typer.Typer(no_args_is_help=True, help="Daily usage per app.")
+filter_cli = typer.Typer(no_args_is_help=True,
+                         help="An app's content-filter words (E4), added to the built-in list.")
 cli.add_typer(clock_cli, name="clock")
 cli.add_typer(app_cli, name="app")
 cli.add_typer(bill_cli, name="bill")
 cli.add_typer(usage_cli, name="usage")
+cli.add_typer(filter_cli, name="filter")
 
 out = Console()
 err = Console(stderr=True)
@@ -598,6 +601,45 @@ def usage_record(
         return next(x for x in days if x["date"] == d_.isoformat())
 
     _emit(_run(db, as_json, work), as_json, lambda r: out.print(r))
+
+
+def _filter(sdkappid: int, words: list[str], change: str, db: str | None,
+            as_json: bool) -> None:
+    async def work(d: Database, s: Settings) -> dict[str, Any]:
+        try:
+            async with d.write() as conn:
+                if change == "add":
+                    current = await filters.add(conn, sdkappid, words)
+                elif change == "remove":
+                    current = await filters.remove(conn, sdkappid, words)
+                else:
+                    current = await filters.words(conn, sdkappid)
+        except ValueError as e:
+            raise Refused(str(e), rule="E4") from None
+        return {"sdkappid": sdkappid, "words": current}
+
+    _emit(_run(db, as_json, work), as_json,
+          lambda r: out.print("\n".join(r["words"]) or "(no words of this app's own)"))
+
+
+@filter_cli.command("add")
+def filter_add(sdkappid: int, words: list[str], db: DbOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """Add words to the app's list (matched case-insensitively inside text)."""
+    _filter(sdkappid, words, "add", db, as_json)
+
+
+@filter_cli.command("remove")
+def filter_remove(sdkappid: int, words: list[str], db: DbOpt = None,
+                  as_json: JsonOpt = False) -> None:
+    """Remove words from the app's list."""
+    _filter(sdkappid, words, "remove", db, as_json)
+
+
+@filter_cli.command("list")
+def filter_list(sdkappid: int, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """The app's own words (the built-in list applies too)."""
+    _filter(sdkappid, [], "list", db, as_json)
 
 
 # ---------------------------------------------------------------- serve

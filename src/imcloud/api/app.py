@@ -19,7 +19,7 @@ from imcloud.api import v4
 from imcloud.billing import Policy
 from imcloud.catalog import Catalog
 from imcloud.clock import iso
-from imcloud.services import apps, bills, clock
+from imcloud.services import apps, bills, clock, messages, usage
 from imcloud.settings import Settings
 from imcloud.store.db import Database
 
@@ -28,9 +28,10 @@ log = logging.getLogger("imcloud")
 _NO_APPS = "<li>No apps yet: <code>imcloud app create NAME</code></li>"
 
 
-async def _bill_when_due(db: Database, catalog: Catalog, settings: Settings) -> None:
-    """B6: issue bills by ourselves once the clock passes a bill day (idempotent, so
-    several servers and the CLI may all do it)."""
+async def _housekeeping(db: Database, catalog: Catalog, settings: Settings) -> None:
+    """Work no request triggers: bills once a bill day passes (B6), retention (E5), and
+    each day's group counts for usage (§6). Idempotent, so several servers and the CLI
+    may all do it."""
     while True:
         try:
             for month in await bills.due_months(db, settings.billing_tz, settings.bill_day):
@@ -38,8 +39,12 @@ async def _bill_when_due(db: Database, catalog: Catalog, settings: Settings) -> 
                     db, month, catalog, settings.billing_tz,
                     bill_day_of_month=settings.bill_day, policy=Policy(settings.proration))
                 log.info("bill run %s: %d new bills", result.month, result.new)
+            async with db.read() as conn:
+                now = await clock.now(conn)
+            await usage.snapshot_counts(db, now.astimezone(settings.billing_tz).date())
+            await messages.purge_expired(db, now)
         except Exception:  # keep serving; the next pass retries
-            log.exception("bill run failed")
+            log.exception("housekeeping failed")
         await asyncio.sleep(settings.bill_check_seconds)
 
 
@@ -51,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database(settings.database_url)
         app.state.settings = settings
         app.state.catalog = catalog_mod.load()
-        biller = asyncio.create_task(_bill_when_due(app.state.db, app.state.catalog, settings))
+        biller = asyncio.create_task(_housekeeping(app.state.db, app.state.catalog, settings))
         try:
             yield
         finally:

@@ -377,7 +377,7 @@ def mount(app: FastAPI) -> None:
         schema_name = cmd.body.__name__
         app.add_api_route(
             f"/v4/{cmd.service}/{cmd.name}", _route_for(cmd),
-            methods=["POST", "GET"] if cmd.read_only else ["POST"],
+            methods=["POST"],
             summary=cmd.summary, tags=[f"v4 {cmd.service}"], response_class=Response,
             name=f"v4_{cmd.name}",
             openapi_extra={
@@ -388,6 +388,10 @@ def mount(app: FastAPI) -> None:
                     "application/json": {"schema": ENVELOPE}}}},
             },
         )
+
+        if cmd.read_only:  # clients in the wild GET read-only commands, with a JSON body
+            app.add_api_route(f"/v4/{cmd.service}/{cmd.name}", _route_for(cmd),
+                              methods=["GET"], include_in_schema=False, response_class=Response)
 
     async def unknown(request: Request, service: str, name: str) -> Response:
         return await dispatch(request, service, name)

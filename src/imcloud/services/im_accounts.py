@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imcloud.errors import Code, refuse
-from imcloud.im import rules
 from imcloud.services import counters
 from imcloud.services.tenant import Tenant
 from imcloud.store.tables import im_accounts, im_groups, im_members
@@ -77,9 +76,3 @@ async def delete(conn: AsyncConnection, t: Tenant, user_ids: list[str]) -> None:
         im_accounts.c.sdkappid == t.sdkappid, im_accounts.c.user_id.in_(gone)))
     await counters.give_back_app(conn, t.sdkappid, "accounts", len(gone))
 
-
-def check_user_id(user_id: str, field: str = "UserID") -> str:
-    if (not user_id or len(user_id.encode()) > rules.MAX_BYTES["UserID"]
-            or not user_id.isprintable()):
-        raise refuse(Code.INVALID_PARAMETER, f"invalid parameter: {field} {user_id!r}")
-    return user_id

@@ -16,7 +16,8 @@ from imcloud.billing import DailyUsage
 from imcloud.clock import month_start, next_month
 from imcloud.errors import Refused
 from imcloud.services import apps
-from imcloud.store.tables import usage_daily
+from imcloud.store.db import Database
+from imcloud.store.tables import im_app_counters, usage_daily
 
 
 async def record(
@@ -50,6 +51,23 @@ async def record(
             },
         )
     )
+
+
+async def snapshot_counts(db: Database, day: date) -> None:
+    """Record every app's current group and AV-room counts as at least that day's peak,
+    so a day without any group activity still carries the count for billing (B5)."""
+    c, u = im_app_counters.c, usage_daily.c
+    today = sa.and_(u.sdkappid == c.sdkappid, u.day == day)
+    async with db.read() as conn:  # only apps whose row for the day is behind
+        rows = list(await conn.execute(
+            sa.select(c.sdkappid, c.groups, c.av_rooms)
+            .select_from(im_app_counters.outerjoin(usage_daily, today))
+            .where(sa.or_(c.groups > sa.func.coalesce(u.groups, 0),
+                          c.av_rooms > sa.func.coalesce(u.av_rooms, 0)))))
+    for r in rows:
+        async with db.write() as conn:
+            await record(conn, int(r.sdkappid), day, groups=int(r.groups),
+                         av_rooms=int(r.av_rooms))
 
 
 def month_days(year: int, month: int, tz: tzinfo) -> tuple[date, date]:
