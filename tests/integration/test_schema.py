@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-import httpx
 
 from imcloud.api import v4
 from imcloud.store.db import Database
