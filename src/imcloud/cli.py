@@ -20,11 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from imcloud import catalog as catalog_mod
+from imcloud import events
 from imcloud.billing import Policy
 from imcloud.catalog import ITEM_KEYS, ItemValue
 from imcloud.clock import iso, parse_month, parse_time
 from imcloud.errors import Refused
 from imcloud.plans import Configure, Disable, Operation, Upgrade
+from imcloud.realtime.broker import broadcast
 from imcloud.services import accounts, apps, bills, clock, filters, usage
 from imcloud.settings import Settings
 from imcloud.store import migrate
@@ -309,9 +311,14 @@ def app_history(sdkappid: int, db: DbOpt = None, as_json: JsonOpt = False) -> No
 def _lifecycle(sdkappid: int, op: Operation, db: str | None, as_json: bool) -> None:
     async def work(d: Database, s: Settings) -> dict[str, Any]:
         cat = catalog_mod.load()
-        async with d.write() as conn:
-            app, _ = await apps.apply(conn, sdkappid, op, cat, s.billing_tz, actor=_actor())
-            return await apps.view(conn, app, cat, s.billing_tz)
+        with events.collecting() as emitted:
+            async with d.write() as conn:
+                app, _ = await apps.apply(conn, sdkappid, op, cat, s.billing_tz,
+                                          actor=_actor())
+                view = await apps.view(conn, app, cat, s.billing_tz)
+        if s.broker_url:  # running servers hear it at once (they also poll, R6)
+            await broadcast(s.broker_url, emitted)
+        return view
 
     _emit(_run(db, as_json, work), as_json, _show_app)
 
@@ -662,6 +669,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
+        ws_per_message_deflate=settings.ws_compression,
     )
 
 

@@ -19,6 +19,9 @@ class Settings:
     bill_day: int = 3  # B6: the bill for month M is issued on this day of M+1
     proration: Literal["month", "daily"] = "month"  # B4
     bill_check_seconds: float = 5.0  # how often a server looks for a passed bill day
+    broker_url: str | None = None  # redis://... for several nodes; None = in-process
+    ws_queue: int = 1000  # frames a slow client may fall behind before it is dropped
+    ws_compression: bool = False  # per-message deflate costs ~100 KiB per connection
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -32,6 +35,9 @@ class Settings:
             bill_day=int(os.environ.get("IMCLOUD_BILL_DAY", "3")),
             proration=_proration(os.environ.get("IMCLOUD_BILLING_PRORATION", "month")),
             bill_check_seconds=float(os.environ.get("IMCLOUD_BILL_CHECK_SECONDS", "5")),
+            broker_url=os.environ.get("IMCLOUD_BROKER_URL") or None,
+            ws_queue=int(os.environ.get("IMCLOUD_WS_QUEUE", "1000")),
+            ws_compression=os.environ.get("IMCLOUD_WS_COMPRESSION", "") in ("1", "true"),
         )
 
 

@@ -19,6 +19,9 @@ from imcloud.api import v4
 from imcloud.billing import Policy
 from imcloud.catalog import Catalog
 from imcloud.clock import iso
+from imcloud.realtime import gateway
+from imcloud.realtime.broker import from_url as broker_from_url
+from imcloud.realtime.hub import Hub
 from imcloud.services import apps, bills, clock, messages, usage
 from imcloud.settings import Settings
 from imcloud.store.db import Database
@@ -56,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database(settings.database_url)
         app.state.settings = settings
         app.state.catalog = catalog_mod.load()
+        app.state.hub = Hub(app.state.db, broker_from_url(settings.broker_url))
+        await app.state.hub.start(settings.billing_tz)
         biller = asyncio.create_task(_housekeeping(app.state.db, app.state.catalog, settings))
         try:
             yield
@@ -63,10 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             biller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await biller
+            await app.state.hub.stop()
             await app.state.db.dispose()
 
     app = FastAPI(title="imcloud", version="0.1.0", lifespan=lifespan)
     v4.mount(app)
+    app.include_router(gateway.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

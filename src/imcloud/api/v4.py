@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from imcloud import events
 from imcloud.api import v4_schemas as s
 from imcloud.errors import Code, NotFound, Refused, refuse
 from imcloud.im import usersig
@@ -107,8 +108,11 @@ async def dispatch(request: Request, service: str, name: str) -> Response:
     for attempt in range(5):
         try:
             txn = db.read() if cmd is None or cmd.read_only else db.write()
-            async with txn as conn:
-                reply = await _run(conn, request, sdkappid, cmd, parsed, service, name)
+            with events.collecting() as emitted:
+                async with txn as conn:
+                    reply = await _run(conn, request, sdkappid, cmd, parsed, service, name)
+            if emitted:
+                await request.app.state.hub.publish(emitted)
             return envelope(**reply)
         except Refused as e:
             return envelope(int(e.code or Code.INVALID_PARAMETER), e.message)

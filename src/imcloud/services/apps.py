@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from imcloud import plans
+from imcloud import events, plans
 from imcloud.catalog import ITEM_KEYS, LIMIT_KEYS, Catalog
 from imcloud.clock import iso, month_bounds
 from imcloud.errors import NotFound, Refused
@@ -196,6 +196,7 @@ async def apply(
             items_changed=sorted(decision.items_changed),
         )
     )
+    events.emit("app_changed", sdkappid, status=decision.after.status, revision=seq)
     return await get(conn, sdkappid), decision
 
 

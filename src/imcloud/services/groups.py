@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from imcloud import events
 from imcloud.errors import Code, refuse
 from imcloud.im import rules
 from imcloud.services import counters, usage
@@ -108,6 +109,8 @@ async def create(conn: AsyncConnection, t: Tenant, g: NewGroup) -> str:
             {"sdkappid": t.sdkappid, "group_id": gid, "user_id": u, "role": r,
              "joined_at": t.now} for u, r in members.items()])
     await record_counts(conn, t)
+    if members:
+        events.emit("members_added", t.sdkappid, group=gid, users=list(members), seq=0)
     return gid
 
 
@@ -127,6 +130,7 @@ async def destroy(conn: AsyncConnection, t: Tenant, group_id: str) -> None:
     await counters.give_back_app(conn, t.sdkappid, "av_rooms" if g.type == rules.AV else "groups",
                                  1)
     await counters.group_destroyed_today(conn, t.sdkappid, t.today)
+    events.emit("group_destroyed", t.sdkappid, group=group_id)
 
 
 def info(g: sa.Row[Any], members: list[sa.Row[Any]] | None = None) -> dict[str, Any]:
@@ -214,6 +218,8 @@ async def add_members(conn: AsyncConnection, t: Tenant, group_id: str, user_ids:
         await conn.execute(sa.insert(im_members), [
             {"sdkappid": t.sdkappid, "group_id": group_id, "user_id": u, "role": MEMBER,
              "joined_at": t.now} for u in new])
+        events.emit("members_added", t.sdkappid, group=group_id, users=new,
+                    seq=int(g.last_msg_seq))
     return [(u, 0 if u not in known else 2 if u in already else 1) for u in wanted]
 
 
@@ -232,6 +238,7 @@ async def remove_members(conn: AsyncConnection, t: Tenant, group_id: str,
         await counters.free_seats(conn, t.sdkappid, group_id, len(present))
         if rules.counts_toward_user_limit(g.type):
             await counters.free_user_groups(conn, t.sdkappid, present)
+        events.emit("members_removed", t.sdkappid, group=group_id, users=present)
     return present
 
 

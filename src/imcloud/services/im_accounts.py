@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from imcloud import events
 from imcloud.errors import Code, refuse
 from imcloud.services import counters
 from imcloud.services.tenant import Tenant
@@ -75,4 +76,5 @@ async def delete(conn: AsyncConnection, t: Tenant, user_ids: list[str]) -> None:
     await conn.execute(sa.delete(im_accounts).where(
         im_accounts.c.sdkappid == t.sdkappid, im_accounts.c.user_id.in_(gone)))
     await counters.give_back_app(conn, t.sdkappid, "accounts", len(gone))
+    events.emit("accounts_deleted", t.sdkappid, users=gone)
 

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from imcloud import events
 from imcloud.errors import Code, refuse
 from imcloud.im import rules
 from imcloud.services import filters, groups
@@ -48,6 +49,8 @@ async def send_group(conn: AsyncConnection, t: Tenant, group_id: str, from_accou
     await conn.execute(sa.insert(im_group_messages).values(
         sdkappid=t.sdkappid, group_id=group_id, msg_seq=seq, from_account=sender,
         random=random, msg_body=body, sent_at=t.now))
+    events.emit("group_msg", t.sdkappid, group=group_id, seq=seq, sender=sender,
+                random=random, body=body, time=int(t.now.timestamp()))
     return seq, t.now
 
 
@@ -78,7 +81,10 @@ async def send_c2c(conn: AsyncConnection, t: Tenant, from_account: str | None, t
     row_id = int((await conn.execute(sa.insert(im_c2c_messages).values(
         sdkappid=t.sdkappid, from_account=sender, to_account=to_account, random=random,
         msg_body=body, sent_at=t.now).returning(im_c2c_messages.c.id))).scalar_one())
-    return msg_key(row_id, random, t.now), t.now
+    key = msg_key(row_id, random, t.now)
+    events.emit("c2c_msg", t.sdkappid, sender=sender, to=to_account, key=key, random=random,
+                body=body, time=int(t.now.timestamp()))
+    return key, t.now
 
 
 async def c2c_history(conn: AsyncConnection, t: Tenant, a: str, b: str, max_count: int,

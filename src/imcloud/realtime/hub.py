@@ -1,0 +1,309 @@
+"""The per-node hub: which local sessions hear which group, and events from the broker.
+
+Ordering (SPEC §9): each session keeps, per group, the next MsgSeq it owes its client.
+A message that arrives early (two senders committed 5 and 6, the broker delivered 6
+first) waits in a small buffer; if the gap is not closed within GAP_WAIT, the missing
+messages are read from the database — they are committed before any later message is
+published, because MsgSeq is taken under the group's row lock. Nothing is delivered
+twice or out of order, and a resume (`sync`) is the same gap fill from the client's
+last seen sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import date
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from imcloud.events import Event
+from imcloud.realtime.broker import ALL, Broker, app_channel
+from imcloud.services import activity, clock
+from imcloud.store.db import Database
+from imcloud.store.tables import apps, im_group_messages, im_groups, im_members
+
+log = logging.getLogger("imcloud.hub")
+
+GAP_WAIT = 0.05  # seconds an early message waits for the ones before it
+FILL_BATCH = 500
+CLOSE_DISABLED = 4003
+CLOSE_TOO_SLOW = 4008
+CLOSE_GONE = 4004
+
+
+class Session:
+    """One WebSocket connection of one user, with a bounded outgoing queue."""
+
+    def __init__(self, sdkappid: int, user: str, send: Callable[[bytes], Awaitable[None]],
+                 close: Callable[[int, str], Coroutine[Any, Any, None]], queue_size: int):
+        self.sdkappid = sdkappid
+        self.user = user
+        self._send = send
+        self._close = close
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
+        self.expected: dict[str, int] = {}  # group -> next MsgSeq owed to the client
+        self.early: dict[str, dict[int, Event]] = defaultdict(dict)
+        self.filling: dict[str, asyncio.Task[None]] = {}
+        self.av_groups: set[str] = set()
+        self.closed = False
+        self.close_code: int | None = None
+
+    def push(self, frame: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(orjson.dumps(frame))
+        except asyncio.QueueFull:  # too far behind: let it go and resume by sequence
+            self.shut(CLOSE_TOO_SLOW, "too slow; reconnect and resume by sequence")
+
+    def shut(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        for task in self.filling.values():
+            task.cancel()
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def writer(self) -> None:
+        """Drain the queue to the socket; a slow socket holds up only this session."""
+        while True:
+            frame = await self.queue.get()
+            if frame is None:
+                return
+            await self._send(frame)
+
+
+def message_frame(group: str, seq: int, sender: str, random: int, body: Any,
+                  time: int) -> dict[str, Any]:
+    return {"op": "msg", "group": group, "seq": seq, "from": sender, "random": random,
+            "body": body, "time": time}
+
+
+class Hub:
+    def __init__(self, db: Database, broker: Broker, *, queue_size: int = 1000,
+                 poll_seconds: float = 0.25):
+        self.db = db
+        self.broker = broker
+        self.queue_size = queue_size
+        self.poll_seconds = poll_seconds
+        self.by_user: dict[tuple[int, str], set[Session]] = defaultdict(set)
+        self.by_group: dict[tuple[int, str], set[Session]] = defaultdict(set)
+        self.revisions: dict[int, int] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.day: date | None = None
+        self.deliveries = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self, tz: Any) -> None:
+        await self.broker.start(self.on_event)
+        self.tasks.append(asyncio.create_task(self._watch_apps(tz)))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sessions in list(self.by_user.values()):
+            for s in list(sessions):
+                s.shut(1001, "server shutting down; resume by sequence")
+        await self.broker.close()
+
+    def sessions_of_app(self, sdkappid: int) -> list[Session]:
+        return [s for (a, _), ss in self.by_user.items() if a == sdkappid for s in ss]
+
+    @property
+    def connections(self) -> int:
+        return sum(len(ss) for ss in self.by_user.values())
+
+    # ---------------------------------------------------------------- sessions
+
+    async def register(self, s: Session, revision: int) -> None:
+        first_of_app = not self.sessions_of_app(s.sdkappid)
+        self.by_user[(s.sdkappid, s.user)].add(s)
+        self.revisions.setdefault(s.sdkappid, revision)
+        if first_of_app:
+            await self.broker.subscribe(app_channel(s.sdkappid))
+        async with self.db.read() as conn:
+            g, m = im_groups.c, im_members.c
+            rows = list(await conn.execute(
+                sa.select(g.group_id, g.last_msg_seq)
+                .select_from(im_groups.join(im_members, sa.and_(m.sdkappid == g.sdkappid,
+                                                                m.group_id == g.group_id)))
+                .where(g.sdkappid == s.sdkappid, m.user_id == s.user)))
+        for r in rows:
+            self.follow(s, r.group_id, int(r.last_msg_seq))
+
+    async def unregister(self, s: Session) -> None:
+        self.by_user[(s.sdkappid, s.user)].discard(s)
+        if not self.by_user[(s.sdkappid, s.user)]:
+            del self.by_user[(s.sdkappid, s.user)]
+        for g in list(s.expected):
+            self.unfollow(s, g)
+        if not self.sessions_of_app(s.sdkappid):
+            self.revisions.pop(s.sdkappid, None)
+            await self.broker.unsubscribe(app_channel(s.sdkappid))
+
+    def follow(self, s: Session, group: str, last_seq: int) -> None:
+        """From now on, s hears `group` from the message after `last_seq`."""
+        self.by_group[(s.sdkappid, group)].add(s)
+        s.expected.setdefault(group, last_seq + 1)
+
+    def unfollow(self, s: Session, group: str) -> None:
+        self.by_group[(s.sdkappid, group)].discard(s)
+        if not self.by_group[(s.sdkappid, group)]:
+            del self.by_group[(s.sdkappid, group)]
+        s.expected.pop(group, None)
+        s.early.pop(group, None)
+        s.av_groups.discard(group)
+        task = s.filling.pop(group, None)
+        if task is not None:
+            task.cancel()
+
+    async def sync(self, s: Session, group: str, after: int) -> int:
+        """Resume: send every kept message after `after`, then live ones, exactly once."""
+        s.expected[group] = after + 1
+        s.early[group] = {k: v for k, v in s.early[group].items() if k > after}
+        return await self._fill(s, group, None)
+
+    # ---------------------------------------------------------------- delivery
+
+    async def publish(self, events: list[Event]) -> None:
+        for ev in events:
+            channel = ALL if ev["kind"] == "app_changed" else app_channel(ev["sdkappid"])
+            await self.broker.publish(channel, ev)
+
+    async def on_event(self, ev: Event) -> None:
+        kind, app = ev["kind"], ev["sdkappid"]
+        if kind == "group_msg":
+            for s in list(self.by_group.get((app, ev["group"]), ())):
+                self._deliver(s, ev)
+        elif kind == "c2c_msg":
+            frame = {"op": "c2c", "from": ev["sender"], "to": ev["to"], "key": ev["key"],
+                     "random": ev["random"], "body": ev["body"], "time": ev["time"]}
+            for user in {ev["to"], ev["sender"]}:
+                for s in list(self.by_user.get((app, user), ())):
+                    s.push(frame)
+                    self.deliveries += 1
+        elif kind == "members_added":
+            for user in ev["users"]:
+                for s in list(self.by_user.get((app, user), ())):
+                    self.follow(s, ev["group"], int(ev.get("seq", 0)))
+                    s.push({"op": "joined", "group": ev["group"]})
+        elif kind in ("members_removed", "group_destroyed"):
+            users = ev.get("users")
+            for s in list(self.by_group.get((app, ev["group"]), ())):
+                if users is None or s.user in users:
+                    self.unfollow(s, ev["group"])
+                    s.push({"op": "left", "group": ev["group"]})
+        elif kind == "accounts_deleted":
+            for user in ev["users"]:
+                for s in list(self.by_user.get((app, user), ())):
+                    s.shut(CLOSE_GONE, "account deleted")
+        elif kind == "app_changed":
+            self._app_changed(app, ev["status"], int(ev["revision"]))
+
+    def _deliver(self, s: Session, ev: Event) -> None:
+        group, seq = ev["group"], int(ev["seq"])
+        want = s.expected.get(group)
+        if want is None or seq < want:
+            return  # not following, or already delivered
+        if seq > want:
+            s.early[group][seq] = ev
+            if group not in s.filling:
+                s.filling[group] = asyncio.get_running_loop().create_task(
+                    self._fill_later(s, group))
+            return
+        s.push(message_frame(group, seq, ev["sender"], ev["random"], ev["body"], ev["time"]))
+        self.deliveries += 1
+        s.expected[group] = seq + 1
+        nxt = s.early[group].pop(seq + 1, None)
+        if nxt is not None:
+            self._deliver(s, nxt)
+
+    async def _fill_later(self, s: Session, group: str) -> None:
+        try:
+            await asyncio.sleep(GAP_WAIT)
+            if s.early.get(group):
+                await self._fill(s, group, max(s.early[group]))
+        except asyncio.CancelledError:
+            pass
+        finally:
+            s.filling.pop(group, None)
+
+    async def _fill(self, s: Session, group: str, upto: int | None) -> int:
+        """Deliver stored messages from the session's next expected seq (to `upto`);
+        the last seq the client now has."""
+        m = im_group_messages.c
+        while not s.closed and group in s.expected:
+            q = (sa.select(m.msg_seq, m.from_account, m.random, m.msg_body, m.sent_at)
+                 .where(m.sdkappid == s.sdkappid, m.group_id == group,
+                        m.msg_seq >= s.expected[group])
+                 .order_by(m.msg_seq).limit(FILL_BATCH))
+            if upto is not None:
+                q = q.where(m.msg_seq <= upto)
+            async with self.db.read() as conn:
+                rows = list(await conn.execute(q))
+            for r in rows:
+                if group not in s.expected:
+                    break
+                # a seq missing from storage was purged (E5): skip past it
+                s.expected[group] = max(s.expected[group], int(r.msg_seq))
+                self._deliver(s, {"group": group, "seq": int(r.msg_seq),
+                                  "sender": r.from_account, "random": r.random,
+                                  "body": r.msg_body, "time": int(r.sent_at.timestamp())})
+            if len(rows) < FILL_BATCH:
+                early = s.early.get(group)
+                if early and group in s.expected and min(early) > s.expected[group]:
+                    s.expected[group] = min(early)  # the gap is gone from storage
+                    self._deliver(s, early.pop(min(early)))
+                break
+        return s.expected.get(group, 1) - 1
+
+    # ---------------------------------------------------------------- plan changes
+
+    def _app_changed(self, app: int, status: str, revision: int) -> None:
+        self.revisions[app] = max(revision, self.revisions.get(app, 0))
+        if status == "disabled":  # R6: every session of the app, at once
+            for s in self.sessions_of_app(app):
+                s.shut(CLOSE_DISABLED, "the app is disabled")
+
+    async def _watch_apps(self, tz: Any) -> None:
+        """Changes made where no broker reaches (the CLI on a shared database) are seen
+        by polling the apps this node serves; a new day re-counts open sessions (§6)."""
+        while True:
+            try:
+                await asyncio.sleep(self.poll_seconds)
+                served = list(self.revisions)
+                async with self.db.read() as conn:
+                    if served:
+                        rows = await conn.execute(
+                            sa.select(apps.c.sdkappid, apps.c.status, apps.c.revision)
+                            .where(apps.c.sdkappid.in_(served)))
+                        for r in rows:
+                            if int(r.revision) > self.revisions.get(int(r.sdkappid), 0):
+                                self._app_changed(int(r.sdkappid), r.status, int(r.revision))
+                    today = (await clock.now(conn)).astimezone(tz).date()
+                if self.day is not None and today != self.day:
+                    await self._count_open_sessions(today)
+                self.day = today
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("app watcher failed")
+
+    async def _count_open_sessions(self, day: date) -> None:
+        users = {(a, u) for (a, u), ss in self.by_user.items() if ss}
+        for app, user in users:
+            async with self.db.write() as conn:
+                await activity.mark_active(conn, app, user, day, None)
