@@ -82,13 +82,16 @@ def member_cap(kind: str, requested: int | None, limits: Mapping[str, Limit],
 
 def raised_cap(kind: str, current_cap: int | None, requested: int, members: int,
                limits: Mapping[str, Limit], edition: Edition) -> int | None:
-    """E3: `modify_group_base_info` may set the cap up to the limit in force now."""
+    """E3: `modify_group_base_info` may lower a cap (not below the members it has) and
+    raise it up to the limit in force now; a grandfathered cap may be kept."""
     if kind == AV:
         return None
     if requested < members:
         raise refuse(Code.INVALID_PARAMETER,
                      f"invalid parameter: MaxMemberNum {requested} is below the "
                      f"{members} members the group has")
+    if current_cap is not None and requested <= current_cap:
+        return requested
     return member_cap(kind, requested, limits, edition)
 
 
