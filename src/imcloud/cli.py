@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -27,7 +28,7 @@ from imcloud.clock import iso, parse_month, parse_time
 from imcloud.errors import Refused
 from imcloud.plans import Configure, Disable, Operation, Upgrade
 from imcloud.realtime.broker import broadcast
-from imcloud.services import accounts, apps, bills, clock, filters, usage
+from imcloud.services import accounts, apps, bills, clock, console_auth, filters, usage
 from imcloud.settings import Settings
 from imcloud.store import migrate
 from imcloud.store.db import Database
@@ -45,11 +46,13 @@ bill_cli = typer.Typer(no_args_is_help=True, help="Issue and read bills.")
 usage_cli = typer.Typer(no_args_is_help=True, help="Daily usage per app.")
 filter_cli = typer.Typer(no_args_is_help=True,
                          help="An app's content-filter words (E4), added to the built-in list.")
+console_cli = typer.Typer(no_args_is_help=True, help="Web console accounts (sign-in).")
 cli.add_typer(clock_cli, name="clock")
 cli.add_typer(app_cli, name="app")
 cli.add_typer(bill_cli, name="bill")
 cli.add_typer(usage_cli, name="usage")
 cli.add_typer(filter_cli, name="filter")
+cli.add_typer(console_cli, name="console")
 
 out = Console()
 err = Console(stderr=True)
@@ -649,6 +652,63 @@ def filter_list(sdkappid: int, db: DbOpt = None, as_json: JsonOpt = False) -> No
     _filter(sdkappid, [], "list", db, as_json)
 
 
+# ---------------------------------------------------------------- console accounts
+
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option("--password", envvar="IMCLOUD_CONSOLE_PASSWORD",
+                 help="The password (seen by other users of this machine; omit it to be "
+                      "asked, or set IMCLOUD_CONSOLE_PASSWORD)."),
+]
+
+
+def _password(given: str | None) -> str:
+    if given is not None:
+        return given
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True,
+                            err=True))
+
+
+@console_cli.command("add-user")
+def console_add_user(
+    name: str,
+    password: PasswordOpt = None,
+    admin: Annotated[bool, typer.Option("--admin", help="A console admin.")] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a console account that signs in with a password (argon2id-hashed)."""
+    secret = _password(password)
+
+    async def work(d: Database, s: Settings) -> dict[str, Any]:
+        async with d.write() as conn:
+            a = await console_auth.add_user(conn, name, secret, is_admin=admin)
+        return {"username": a.username, "is_admin": a.is_admin}
+
+    _emit(_run(db, as_json, work), as_json,
+          lambda r: out.print(f"Console account {r['username']} added"
+                              + (" (admin)" if r["is_admin"] else "")))
+
+
+@console_cli.command("passwd")
+def console_passwd(
+    name: str,
+    password: PasswordOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a console account's password; its open sessions end."""
+    secret = _password(password)
+
+    async def work(d: Database, s: Settings) -> dict[str, Any]:
+        async with d.write() as conn:
+            a = await console_auth.set_password(conn, name, secret)
+        return {"username": a.username, "is_admin": a.is_admin}
+
+    _emit(_run(db, as_json, work), as_json,
+          lambda r: out.print(f"Password of {r['username']} set; its sessions ended"))
+
+
 # ---------------------------------------------------------------- serve
 
 
@@ -664,11 +724,14 @@ def serve(
     from imcloud.api.app import create_app
 
     settings = Settings.from_env(db)
+    from imcloud.realtime.gateway import FastPath
+
     uvicorn.run(
-        create_app(settings),
+        FastPath(create_app(settings)),
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
+        ws=os.environ.get("IMCLOUD_WS_IMPL", "websockets-sansio"),
         ws_per_message_deflate=settings.ws_compression,
     )
 

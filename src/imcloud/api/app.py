@@ -7,28 +7,25 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from html import escape
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 
 from imcloud import catalog as catalog_mod
+from imcloud import console
 from imcloud.api import v4
 from imcloud.billing import Policy
 from imcloud.catalog import Catalog
-from imcloud.clock import iso
 from imcloud.realtime import gateway
 from imcloud.realtime.broker import from_url as broker_from_url
 from imcloud.realtime.hub import Hub
-from imcloud.services import apps, bills, clock, messages, usage
+from imcloud.services import bills, clock, messages, usage
 from imcloud.settings import Settings
 from imcloud.store.db import Database
 
 log = logging.getLogger("imcloud")
-
-_NO_APPS = "<li>No apps yet: <code>imcloud app create NAME</code></li>"
 
 
 async def _housekeeping(db: Database, catalog: Catalog, settings: Settings) -> None:
@@ -73,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="imcloud", version="0.1.0", lifespan=lifespan)
     v4.mount(app)
+    console.mount(app)
     app.include_router(gateway.router)
 
     def openapi() -> dict[str, Any]:
@@ -93,27 +91,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
-
-    @app.get("/console", response_class=HTMLResponse, include_in_schema=False)
-    async def console(request: Request) -> HTMLResponse:
-        db: Database = request.app.state.db
-        cat = request.app.state.catalog
-        tz = settings.billing_tz
-        async with db.read() as conn:
-            now = await clock.now(conn)
-            rows = await apps.list_all(conn)
-        cards = "".join(
-            f"<li><b>{escape(a.name)}</b> — {a.sdkappid} — "
-            f"{'Disabled' if a.plan.status == 'disabled' else cat.edition(a.plan.edition).label}"
-            "</li>"
-            for a in rows
-        )
-        return HTMLResponse(
-            "<!doctype html><html><head><meta charset='utf-8'><title>imcloud console</title>"
-            "</head><body><h1>imcloud</h1>"
-            f"<p>Clock: {escape(iso(now, tz))}</p>"
-            f"<h2>Apps</h2><ul>{cards or _NO_APPS}</ul>"
-            "</body></html>"
-        )
 
     return app

@@ -99,7 +99,7 @@ async def dispatch(request: Request, service: str, name: str) -> Response:
     raw_appid = q.get("sdkappid")
     if not raw_appid:
         return envelope(int(Code.MISSING_SDKAPPID), "sdkappid is missing")
-    if not raw_appid.isdigit() or len(raw_appid) > 12:
+    if not (raw_appid.isascii() and raw_appid.isdigit()) or len(raw_appid) > 12:
         return envelope(int(Code.INVALID_SDKAPPID), "sdkappid is invalid")
     sdkappid = int(raw_appid)
     cmd = COMMANDS.get((service, name))
@@ -318,7 +318,7 @@ async def admin_getroammsg(conn: AsyncConnection, t: Tenant, b: s.AdminGetRoamMs
     before = None
     if b.LastMsgKey:
         head = b.LastMsgKey.split("_", 1)[0]
-        if not head.isdigit():
+        if not (head.isascii() and head.isdigit()):
             raise refuse(Code.INVALID_PARAMETER, "invalid parameter: LastMsgKey")
         before = int(head)
     rows, complete = await messages.c2c_history(
@@ -401,6 +401,12 @@ def mount(app: FastAPI) -> None:
         return await dispatch(request, service, name)
 
     app.add_api_route("/v4/{service}/{name}", unknown, methods=["POST", "GET"],
+                      include_in_schema=False, response_class=Response)
+
+    async def malformed(request: Request, rest: str) -> Response:
+        return await dispatch(request, "", rest)  # every v4 reply is an envelope
+
+    app.add_api_route("/v4/{rest:path}", malformed, methods=["POST", "GET"],
                       include_in_schema=False, response_class=Response)
 
 

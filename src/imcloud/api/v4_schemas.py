@@ -22,6 +22,8 @@ def _max_bytes(field: str) -> AfterValidator:
     def check(v: str) -> str:
         if len(v.encode()) > limit:
             raise ValueError(f"longer than {limit} bytes")
+        if "\x00" in v:  # PostgreSQL cannot store it; no client needs it
+            raise ValueError("contains a NUL character")
         return v
 
     return AfterValidator(check)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
 from typing import Any
@@ -38,7 +38,27 @@ CLOSE_GONE = 4004
 
 
 class Session:
-    """One WebSocket connection of one user, with a bounded outgoing queue."""
+    """One WebSocket connection of one user, with a bounded outbox.
+
+    Lean on purpose (slots, no task while idle): a node holds thousands of these. A
+    drain task exists only while frames wait, so a slow socket holds up only itself.
+    """
+
+    __slots__ = (
+        "_close",
+        "_send",
+        "av_groups",
+        "close_code",
+        "closed",
+        "draining",
+        "early",
+        "expected",
+        "filling",
+        "limit",
+        "outbox",
+        "sdkappid",
+        "user",
+    )
 
     def __init__(self, sdkappid: int, user: str, send: Callable[[bytes], Awaitable[None]],
                  close: Callable[[int, str], Coroutine[Any, Any, None]], queue_size: int):
@@ -46,40 +66,52 @@ class Session:
         self.user = user
         self._send = send
         self._close = close
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
+        self.limit = queue_size
+        self.outbox: deque[bytes] | None = None  # only while frames wait
+        self.draining = False
         self.expected: dict[str, int] = {}  # group -> next MsgSeq owed to the client
-        self.early: dict[str, dict[int, Event]] = defaultdict(dict)
+        self.early: dict[str, dict[int, Event]] = {}  # group -> seq -> early message
         self.filling: dict[str, asyncio.Task[None]] = {}
         self.av_groups: set[str] = set()
         self.closed = False
         self.close_code: int | None = None
 
     def push(self, frame: dict[str, Any]) -> None:
+        self.push_encoded(orjson.dumps(frame))
+
+    def push_encoded(self, frame: bytes) -> None:
         if self.closed:
             return
-        try:
-            self.queue.put_nowait(orjson.dumps(frame))
-        except asyncio.QueueFull:  # too far behind: let it go and resume by sequence
+        if self.outbox is None:
+            self.outbox = deque()
+        elif len(self.outbox) >= self.limit:  # too far behind: drop it; resume by seq
             self.shut(CLOSE_TOO_SLOW, "too slow; reconnect and resume by sequence")
+            return
+        self.outbox.append(frame)
+        if not self.draining:
+            self.draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.outbox and not self.closed:
+                await self._send(self.outbox.popleft())
+        except Exception:  # the socket is gone; the receive loop will notice
+            self.closed = True
+        finally:
+            self.draining = False
+            if not self.outbox:
+                self.outbox = None
 
     def shut(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
         self.close_code = code
+        self.outbox = None
         for task in self.filling.values():
             task.cancel()
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
         asyncio.get_running_loop().create_task(self._close(code, reason))
-
-    async def writer(self) -> None:
-        """Drain the queue to the socket; a slow socket holds up only this session."""
-        while True:
-            frame = await self.queue.get()
-            if frame is None:
-                return
-            await self._send(frame)
 
 
 def message_frame(group: str, seq: int, sender: str, random: int, body: Any,
@@ -173,7 +205,7 @@ class Hub:
     async def sync(self, s: Session, group: str, after: int) -> int:
         """Resume: send every kept message after `after`, then live ones, exactly once."""
         s.expected[group] = after + 1
-        s.early[group] = {k: v for k, v in s.early[group].items() if k > after}
+        s.early[group] = {k: v for k, v in s.early.get(group, {}).items() if k > after}
         return await self._fill(s, group, None)
 
     # ---------------------------------------------------------------- delivery
@@ -186,8 +218,10 @@ class Hub:
     async def on_event(self, ev: Event) -> None:
         kind, app = ev["kind"], ev["sdkappid"]
         if kind == "group_msg":
+            encoded = orjson.dumps(message_frame(ev["group"], ev["seq"], ev["sender"],
+                                                 ev["random"], ev["body"], ev["time"]))
             for s in list(self.by_group.get((app, ev["group"]), ())):
-                self._deliver(s, ev)
+                self._deliver(s, ev, encoded)
         elif kind == "c2c_msg":
             frame = {"op": "c2c", "from": ev["sender"], "to": ev["to"], "key": ev["key"],
                      "random": ev["random"], "body": ev["body"], "time": ev["time"]}
@@ -213,29 +247,33 @@ class Hub:
         elif kind == "app_changed":
             self._app_changed(app, ev["status"], int(ev["revision"]))
 
-    def _deliver(self, s: Session, ev: Event) -> None:
+    def _deliver(self, s: Session, ev: Event, encoded: bytes | None = None) -> None:
         group, seq = ev["group"], int(ev["seq"])
         want = s.expected.get(group)
         if want is None or seq < want:
             return  # not following, or already delivered
         if seq > want:
-            s.early[group][seq] = ev
+            s.early.setdefault(group, {})[seq] = ev
             if group not in s.filling:
                 s.filling[group] = asyncio.get_running_loop().create_task(
                     self._fill_later(s, group))
             return
-        s.push(message_frame(group, seq, ev["sender"], ev["random"], ev["body"], ev["time"]))
+        s.push_encoded(encoded or orjson.dumps(message_frame(
+            group, seq, ev["sender"], ev["random"], ev["body"], ev["time"])))
         self.deliveries += 1
         s.expected[group] = seq + 1
-        nxt = s.early[group].pop(seq + 1, None)
-        if nxt is not None:
-            self._deliver(s, nxt)
+        early = s.early.get(group)
+        if early:
+            nxt = early.pop(seq + 1, None)
+            if nxt is not None:
+                self._deliver(s, nxt)
 
     async def _fill_later(self, s: Session, group: str) -> None:
         try:
             await asyncio.sleep(GAP_WAIT)
-            if s.early.get(group):
-                await self._fill(s, group, max(s.early[group]))
+            early = s.early.get(group)
+            if early:
+                await self._fill(s, group, max(early))
         except asyncio.CancelledError:
             pass
         finally:

@@ -18,6 +18,13 @@ from imcloud.errors import Code, refuse
 from imcloud.store.tables import im_accounts, im_app_counters, im_groups
 
 
+async def lock_app(conn: AsyncConnection, sdkappid: int) -> None:
+    """Take the app's counters row first, as every multi-row change does, so two
+    changes never wait on each other's rows in opposite orders (PostgreSQL)."""
+    await conn.execute(sa.select(im_app_counters.c.sdkappid)
+                       .where(im_app_counters.c.sdkappid == sdkappid).with_for_update())
+
+
 async def take_app(conn: AsyncConnection, sdkappid: int, column: str, n: int,
                    cap: int | None, code: Code, message: str) -> None:
     col = im_app_counters.c[column]
@@ -91,6 +98,10 @@ async def take_user_groups(conn: AsyncConnection, sdkappid: int, users: list[str
         if cap is not None:
             q = q.where(a.joined_groups < cap)
         if (await conn.execute(q.values(joined_groups=a.joined_groups + 1))).rowcount != 1:
+            gone = await conn.scalar(sa.select(a.user_id).where(
+                a.sdkappid == sdkappid, a.user_id == user)) is None
+            if gone:  # deleted while this request waited for its row
+                raise refuse(Code.ACCOUNT_NOT_FOUND, f"account {user!r} does not exist")
             raise refuse(Code.GROUPS_PER_USER_LIMIT,
                          f"{user} is at the limit of {cap} groups per user")
 

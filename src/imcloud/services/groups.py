@@ -115,6 +115,7 @@ async def create(conn: AsyncConnection, t: Tenant, g: NewGroup) -> str:
 
 
 async def destroy(conn: AsyncConnection, t: Tenant, group_id: str) -> None:
+    await counters.lock_app(conn, t.sdkappid)  # lock order: app, group, accounts
     g = await lock(conn, t, group_id)
     m = im_members.c
     users = list(await conn.scalars(sa.select(m.user_id).where(

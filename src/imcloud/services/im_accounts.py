@@ -57,8 +57,17 @@ async def import_accounts(conn: AsyncConnection, t: Tenant, accounts: list[NewAc
 
 
 async def delete(conn: AsyncConnection, t: Tenant, user_ids: list[str]) -> None:
-    """Delete accounts and their memberships; groups they own lose their owner."""
-    gone = sorted(await existing(conn, t.sdkappid, user_ids))
+    """Delete accounts and their memberships; groups they own lose their owner.
+
+    The account rows are locked before their memberships are read: a join of one of
+    them either committed before (and is seen here) or waits and then finds the
+    account gone — no membership is ever left behind holding a seat.
+    """
+    await counters.lock_app(conn, t.sdkappid)
+    gone = sorted(await conn.scalars(
+        sa.select(im_accounts.c.user_id)
+        .where(im_accounts.c.sdkappid == t.sdkappid, im_accounts.c.user_id.in_(set(user_ids)))
+        .order_by(im_accounts.c.user_id).with_for_update()))
     if not gone:
         return
     m = im_members.c

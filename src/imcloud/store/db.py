@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 _WRITE = "imcloud_write"
 
@@ -46,7 +45,10 @@ class Database:
             path = sqlite_path(self.url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            kwargs["poolclass"] = NullPool
+            # a small pool: opening an aiosqlite connection starts a thread and re-runs
+            # the PRAGMAs, far too costly per request
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = pool_size * 2
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_size"] = pool_size

@@ -251,3 +251,29 @@ im_active_users = sa.Table(
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("user_id", sa.String(32), primary_key=True),
 )
+
+
+# ------------------------------------------------------------------ web console
+
+# Signed-in console sessions: only a SHA-256 of the cookie's token is stored, so a copy
+# of the database opens no session. Times are real time, even on a simulated clock.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("console_accounts.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_console_sessions_account", "account_id"),
+)
+
+# Failed sign-ins per username (login throttling), shared by every node.
+console_login_failures = sa.Table(
+    "console_login_failures",
+    metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure_at", UTCDateTime, nullable=False),
+    sa.Column("locked_until", UTCDateTime, nullable=True),
+)

@@ -1,0 +1,305 @@
+"""Fan-out benchmark (issue 5): one group, N online members, 200 messages.
+
+For each N (default 1,000 and 5,000):
+  * imcloud: `imcloud serve` (one process, SQLite), an AVChatRoom that N WebSocket
+    clients join — the connections are held by two load processes; 200 messages are
+    sent through the v4 REST API as fast as replies come back. Measured: deliveries per
+    second (N × 200 / time from the first send to the last delivery), p50/p99
+    send-to-receive latency, and server memory per idle connection (RSS growth while N
+    connections sit idle, divided by N).
+  * baseline: a bare `websockets` server holding the same N connections from the same
+    two load processes, sending 200 pre-encoded frames with `websockets.broadcast`.
+Per-message compression is off on both sides; the open-files limit is raised.
+
+    .venv/bin/python bench/fanout.py [--sizes 1000 5000] [--messages 200]
+
+Prints one JSON object (also written to bench/out/fanout.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOADERS = 2
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    import httpx
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+# ---------------------------------------------------------------- load processes
+
+
+def loader(urls: list[str], join: dict[str, Any] | None, expect: int, ready: Any,
+           go: Any, out: Any) -> None:
+    """Hold len(urls) connections; join the room; record every message's latency."""
+    raise_nofile()
+    import orjson
+    from websockets.asyncio.client import connect
+
+    async def main() -> None:
+        conns = []
+        for i in range(0, len(urls), 200):  # connect in waves
+            conns += await asyncio.gather(*(
+                connect(u, compression=None, max_size=2**20, open_timeout=60)
+                for u in urls[i:i + 200]))
+        if join is not None:
+            for ws in conns:
+                await ws.recv()  # login frame
+            for i in range(0, len(conns), 200):
+                batch = conns[i:i + 200]
+                await asyncio.gather(*(ws.send(orjson.dumps(join).decode()) for ws in batch))
+                for ws in batch:
+                    while orjson.loads(await ws.recv()).get("op") != "ack":
+                        pass
+        ready.set()
+        latencies: list[float] = []
+
+        async def drain(ws: Any) -> None:
+            got = 0
+            while got < expect:
+                frame = orjson.loads(await ws.recv())
+                if frame.get("op") == "msg":
+                    text = frame["body"][0]["MsgContent"]["Text"]
+                    latencies.append(time.time() - float(text))
+                    got += 1
+
+        go.wait()
+        await asyncio.gather(*(drain(ws) for ws in conns))
+        last = time.time()
+        out.put({"latencies": latencies, "last": last})
+        for ws in conns:
+            await ws.close()
+
+    asyncio.run(main())
+
+
+def run_load(urls: list[str], join: dict[str, Any] | None, expect: int,
+             send: Any, server_pid: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    ready = [ctx.Event() for _ in range(LOADERS)]
+    go = ctx.Event()
+    out = ctx.Queue()
+    base_rss = rss_kib(server_pid)
+    parts = [urls[i::LOADERS] for i in range(LOADERS)]
+    procs = [ctx.Process(target=loader, args=(parts[i], join, expect, ready[i], go, out))
+             for i in range(LOADERS)]
+    for p in procs:
+        p.start()
+    for r in ready:
+        if not r.wait(600):
+            raise RuntimeError("load processes did not connect")
+    time.sleep(2)  # idle
+    idle_rss = rss_kib(server_pid)
+    go.set()
+    time.sleep(0.5)
+    first = time.time()
+    send()
+    results = [out.get(timeout=600) for _ in range(LOADERS)]
+    for p in procs:
+        p.join(60)
+    lat = sorted(x for r in results for x in r["latencies"])
+    last = max(r["last"] for r in results)
+    n = len(urls)
+    return {
+        "connections": n,
+        "deliveries": len(lat),
+        "seconds": round(last - first, 3),
+        "deliveries_per_second": round(len(lat) / (last - first)),
+        "p50_ms": round(statistics.median(lat) * 1000, 1),
+        "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
+        "server_kib_per_idle_connection": round((idle_rss - base_rss) / n, 1),
+    }
+
+
+# ---------------------------------------------------------------- imcloud
+
+
+def imcloud_run(n: int, messages: int, workdir: Path) -> dict[str, Any]:
+    import httpx
+    import TLSSigAPIv2
+
+    from imcloud.im.usersig import generate
+
+    db = f"sqlite:///{workdir / f'fanout{n}.db'}"
+    env = {**os.environ, "IMCLOUD_DATABASE_URL": db, "IMCLOUD_WS_QUEUE": str(messages + 50)}
+    cli = [str(BIN / "imcloud")]
+    subprocess.run([*cli, "init"], env=env, check=True, capture_output=True)
+    app = json.loads(subprocess.run([*cli, "app", "create", "fanout", "--json"], env=env,
+                                    check=True, capture_output=True, text=True).stdout)
+    sdkappid, key = app["sdkappid"], app["secret_key"]
+    subprocess.run([*cli, "app", "upgrade", str(sdkappid), "--edition", "flagship"],
+                   env=env, check=True, capture_output=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"{base}/healthz")
+        api = TLSSigAPIv2.TLSSigAPIv2(sdkappid, key)
+        http = httpx.Client(timeout=60)
+
+        def call(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            url = (f"{base}/v4/{path}?sdkappid={sdkappid}&identifier=administrator"
+                   f"&usersig={api.gen_sig('administrator', 3600)}&random=1")
+            r = http.post(url, json=body).json()
+            assert r["ErrorCode"] == 0, r
+            return r
+
+        users = [f"u{i}" for i in range(n)]
+        for i in range(0, n, 100):
+            call("im_open_login_svc/multiaccount_import", {"Accounts": users[i:i + 100]})
+        call("group_open_http_svc/create_group",
+             {"Type": "AVChatRoom", "Name": "live", "GroupId": "live"})
+        urls = [f"ws://127.0.0.1:{port}/v1/ws?sdkappid={sdkappid}&identifier={u}"
+                f"&usersig={generate(sdkappid, key, u, 86400)}" for u in users]
+        sigs = [api.gen_sig("administrator", 3600 + i) for i in range(messages)]
+
+        def send() -> None:
+            for i in range(messages):
+                url = (f"{base}/v4/group_open_http_svc/send_group_msg?sdkappid={sdkappid}"
+                       f"&identifier=administrator&usersig={sigs[i]}&random={i}")
+                body = {"GroupId": "live", "Random": i, "MsgBody": [
+                    {"MsgType": "TIMTextElem", "MsgContent": {"Text": repr(time.time())}}]}
+                assert http.post(url, json=body).json()["ErrorCode"] == 0
+
+        return run_load(urls, {"id": 1, "op": "join", "group": "live"}, messages, send,
+                        server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+# ---------------------------------------------------------------- raw baseline
+
+BASELINE_SERVER = r'''
+import asyncio, sys, time, resource
+import orjson
+from websockets.asyncio.server import serve, broadcast
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+port, messages = int(sys.argv[1]), int(sys.argv[2])
+conns = set()
+async def handler(ws):
+    conns.add(ws)
+    try:
+        await ws.wait_closed()
+    finally:
+        conns.discard(ws)
+async def main():
+    async with serve(handler, "127.0.0.1", port, compression=None, max_size=2**20):
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.readline)
+        for i in range(messages):
+            frame = orjson.dumps({"op": "msg", "group": "live", "seq": i + 1, "from": "a",
+                                  "random": i, "body": [{"MsgType": "TIMTextElem",
+                                  "MsgContent": {"Text": repr(time.time())}}], "time": 0})
+            broadcast(conns, frame.decode())
+            await asyncio.sleep(0)
+        await asyncio.Future()
+asyncio.run(main())
+'''
+
+
+def baseline_run(n: int, messages: int) -> dict[str, Any]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", BASELINE_SERVER, str(port), str(messages)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        assert server.stdout.readline().strip() == "ready"
+        urls = [f"ws://127.0.0.1:{port}/" for _ in range(n)]
+
+        def send() -> None:
+            assert server.stdin is not None
+            server.stdin.write("go\n")
+            server.stdin.flush()
+
+        return run_load(urls, None, messages, send, server.pid)
+    finally:
+        server.kill()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--messages", type=int, default=200)
+    args = parser.parse_args()
+    raise_nofile()
+    sys.path.insert(0, str(ROOT / "src"))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.sizes:
+            print(f"N={n}: imcloud", file=sys.stderr)
+            ours = imcloud_run(n, args.messages, Path(tmp))
+            print(f"N={n}: baseline", file=sys.stderr)
+            raw = baseline_run(n, args.messages)
+            results.append({
+                "members": n,
+                "imcloud": ours,
+                "raw_broadcast": raw,
+                "ratio": round(ours["deliveries_per_second"] / raw["deliveries_per_second"], 3),
+            })
+    report = {
+        "benchmark": "fanout",
+        "messages": args.messages,
+        "results": results,
+        "goals": {"ratio": ">= 0.5", "p99_ms_at_5000": "< 200",
+                  "kib_per_idle_connection": "<= 20"},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fanout.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
