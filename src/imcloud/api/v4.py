@@ -132,7 +132,7 @@ async def _run(conn: AsyncConnection, request: Request, sdkappid: int, cmd: Comm
                parsed: BaseModel | Refused | None, service: str, name: str) -> dict[str, Any]:
     state = request.app.state
     try:
-        app = await apps.get(conn, sdkappid)
+        app, now = await apps.get_at(conn, sdkappid)
     except NotFound:
         raise refuse(Code.INVALID_SDKAPPID, f"no app with sdkappid {sdkappid}") from None
     if app.plan.status == "disabled":
@@ -149,7 +149,7 @@ async def _run(conn: AsyncConnection, request: Request, sdkappid: int, cmd: Comm
         raise refuse(Code.UNKNOWN_COMMAND, f"unknown command {service}/{name}")
     if isinstance(parsed, Refused):
         raise parsed
-    t = await tenant.of(conn, app, state.catalog, state.settings.billing_tz)
+    t = tenant.of(app, now, state.catalog, state.settings.billing_tz)
     return await cmd.run(conn, t, parsed)
 
 

@@ -138,7 +138,7 @@ async def _login(ws: WebSocket) -> tuple[int, str, int]:
     user = q.get("identifier", "")
     async with state.db.write() as conn:
         try:
-            app = await apps.get(conn, int(raw))
+            app, now = await apps.get_at(conn, int(raw))
         except NotFound:
             raise refuse(Code.INVALID_SDKAPPID, "no such app") from None
         if app.plan.status == "disabled":
@@ -148,7 +148,7 @@ async def _login(ws: WebSocket) -> tuple[int, str, int]:
                            int(time.time()))
         except usersig.UserSigError as e:
             raise refuse(Code(e.code), e.message) from None
-        t = await tenant.of(conn, app, state.catalog, state.settings.billing_tz)
+        t = tenant.of(app, now, state.catalog, state.settings.billing_tz)
         if user != app.admin_identifier:
             await must_exist(conn, t, user)
         await activity.mark_active(conn, app.sdkappid, user, t.today, t.limits["dau"])

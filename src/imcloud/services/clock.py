@@ -21,9 +21,14 @@ async def now(conn: AsyncConnection) -> datetime:
     row = (await conn.execute(sa.select(clock.c.simulated, clock.c.now))).first()
     if row is None:
         raise NotInitialised("the database is not initialised: run `imcloud init`")
-    if row.simulated:
-        assert row.now is not None
-        return row.now  # type: ignore[no-any-return]
+    return resolve(bool(row.simulated), row.now)
+
+
+def resolve(simulated: bool, stored: datetime | None) -> datetime:
+    """The clock's time from its row (read alone, or joined to another query)."""
+    if simulated:
+        assert stored is not None
+        return stored
     return utcnow()
 
 

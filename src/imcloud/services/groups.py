@@ -20,7 +20,7 @@ from imcloud.im import rules
 from imcloud.services import counters, usage
 from imcloud.services.im_accounts import existing, must_exist
 from imcloud.services.tenant import Tenant
-from imcloud.store.tables import im_group_messages, im_groups, im_members
+from imcloud.store.tables import im_accounts, im_group_messages, im_groups, im_members
 
 OWNER, ADMIN, MEMBER = "Owner", "Admin", "Member"
 
@@ -207,10 +207,14 @@ async def add_members(conn: AsyncConnection, t: Tenant, group_id: str, user_ids:
     if g.type == rules.AV and by_admin:
         raise refuse(Code.NO_PERMISSION, "members join an AVChatRoom from clients")
     wanted = list(dict.fromkeys(user_ids))
-    known = await existing(conn, t.sdkappid, wanted)
-    m = im_members.c
-    already = set(await conn.scalars(sa.select(m.user_id).where(
-        m.sdkappid == t.sdkappid, m.group_id == group_id, m.user_id.in_(wanted))))
+    a, m = im_accounts.c, im_members.c
+    rows = list(await conn.execute(  # who exists, and who is already in, in one read
+        sa.select(a.user_id, m.user_id.label("member"))
+        .select_from(im_accounts.outerjoin(im_members, sa.and_(
+            m.sdkappid == a.sdkappid, m.group_id == group_id, m.user_id == a.user_id)))
+        .where(a.sdkappid == t.sdkappid, a.user_id.in_(wanted))))
+    known = {r.user_id for r in rows}
+    already = {r.user_id for r in rows if r.member is not None}
     new = [u for u in wanted if u in known and u not in already]
     if new:
         await counters.take_seats(conn, t.sdkappid, group_id, len(new))

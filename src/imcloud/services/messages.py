@@ -25,27 +25,31 @@ def kept_since(t: Tenant) -> datetime:
 
 async def send_group(conn: AsyncConnection, t: Tenant, group_id: str, from_account: str | None,
                      random: int, body: list[dict[str, Any]]) -> tuple[int, datetime]:
-    """Store a group message under the group's next MsgSeq; (seq, time)."""
-    g = (await conn.execute(sa.select(im_groups.c.type).where(
-        im_groups.c.sdkappid == t.sdkappid, im_groups.c.group_id == group_id))).first()
-    if g is None:
+    """Store a group message under the group's next MsgSeq; (seq, time).
+
+    The hot path of the API: the MsgSeq is taken first (its row lock orders senders;
+    a missing group is "no row"), then whatever can refuse; a refusal rolls the seq back.
+    """
+    g = im_groups.c
+    taken = (await conn.execute(
+        sa.update(im_groups).where(g.sdkappid == t.sdkappid, g.group_id == group_id)
+        .values(last_msg_seq=g.last_msg_seq + 1)
+        .returning(g.last_msg_seq, g.type))).first()
+    if taken is None:
         raise refuse(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
+    seq = int(taken.last_msg_seq)
     sender = from_account or t.app.admin_identifier
     if from_account is not None and from_account != t.app.admin_identifier:
-        await must_exist(conn, t, from_account)
-        if g.type != rules.AV:
-            member = await conn.scalar(sa.select(im_members.c.user_id).where(
+        member = taken.type != rules.AV and await conn.scalar(
+            sa.select(im_members.c.user_id).where(
                 im_members.c.sdkappid == t.sdkappid, im_members.c.group_id == group_id,
-                im_members.c.user_id == from_account))
-            if member is None:
+                im_members.c.user_id == from_account)) is not None
+        if not member:
+            await must_exist(conn, t, from_account)  # 10019 before 10007
+            if taken.type != rules.AV:
                 raise refuse(Code.NO_PERMISSION,
                              f"{from_account!r} is not a member of group {group_id!r}")
     await filters.check(conn, t, body)
-    seq = int((await conn.execute(
-        sa.update(im_groups)
-        .where(im_groups.c.sdkappid == t.sdkappid, im_groups.c.group_id == group_id)
-        .values(last_msg_seq=im_groups.c.last_msg_seq + 1)
-        .returning(im_groups.c.last_msg_seq))).scalar_one())
     await conn.execute(sa.insert(im_group_messages).values(
         sdkappid=t.sdkappid, group_id=group_id, msg_seq=seq, from_account=sender,
         random=random, msg_body=body, sent_at=t.now))

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from imcloud import plans
 from imcloud.catalog import Catalog, Edition, Limit
 from imcloud.errors import Code, refuse
-from imcloud.services import apps, clock
+from imcloud.services import apps
 from imcloud.services.apps import App
 
 
@@ -31,13 +31,13 @@ class Tenant:
 
 async def load(conn: AsyncConnection, sdkappid: int, catalog: Catalog, tz: tzinfo) -> Tenant:
     """The app with its limits in force now; a disabled app stops here (R6, 60016)."""
-    return await of(conn, await apps.get(conn, sdkappid), catalog, tz)
+    app, now = await apps.get_at(conn, sdkappid)
+    return of(app, now, catalog, tz)
 
 
-async def of(conn: AsyncConnection, app: App, catalog: Catalog, tz: tzinfo) -> Tenant:
+def of(app: App, now: datetime, catalog: Catalog, tz: tzinfo) -> Tenant:
     if app.plan.status == "disabled":
         raise refuse(Code.APP_DISABLED, "the app is disabled", rule="R6")
-    now = await clock.now(conn)
     return Tenant(
         app=app,
         edition=catalog.edition(app.plan.edition),

@@ -1,7 +1,8 @@
 """The database handle: one async engine, read and write transactions.
 
-SQLite runs in WAL mode; a write transaction there starts with BEGIN IMMEDIATE so two
-writers queue on the database lock instead of failing half-way (E1 relies on it).
+SQLite runs in WAL mode on the event loop (store/inline_sqlite.py); a write
+transaction starts with BEGIN IMMEDIATE so writers of several processes queue on the
+database lock instead of failing half-way (E1 relies on it).
 PostgreSQL writers take row locks (SELECT ... FOR UPDATE) where a rule must serialise.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from imcloud.store import inline_sqlite
 
 _WRITE = "imcloud_write"
 
@@ -45,11 +48,10 @@ class Database:
             path = sqlite_path(self.url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            # a small pool: opening an aiosqlite connection starts a thread and re-runs
-            # the PRAGMAs, far too costly per request
+            target = str(path) if path is not None else ":memory:"
+            kwargs["async_creator"] = lambda: inline_sqlite.connect(target)
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size * 2
-            kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
@@ -77,16 +79,6 @@ class Database:
 
 def _sqlite_setup(engine: AsyncEngine) -> None:
     sync = engine.sync_engine
-
-    @event.listens_for(sync, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
 
     @event.listens_for(sync, "begin")
     def _on_begin(conn: Any) -> None:
