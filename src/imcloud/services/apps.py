@@ -83,11 +83,16 @@ async def get(conn: AsyncConnection, sdkappid: int, *, lock: bool = False) -> Ap
     return _app(row)
 
 
+# Hot-path statements are built once: building and hashing a statement costs as much
+# as running it on SQLite.
+_APP_AT = sa.select(apps, clock_table.c.simulated.label("clock_simulated"),
+                    clock_table.c.now.label("clock_now")).where(
+    apps.c.sdkappid == sa.bindparam("a"))
+
+
 async def get_at(conn: AsyncConnection, sdkappid: int) -> tuple[App, datetime]:
     """The app and the clock's time in one query (the hot path of every API call)."""
-    q = sa.select(apps, clock_table.c.simulated.label("clock_simulated"),
-                  clock_table.c.now.label("clock_now")).where(apps.c.sdkappid == sdkappid)
-    row = (await conn.execute(q)).first()
+    row = (await conn.execute(_APP_AT, {"a": sdkappid})).first()
     if row is None:
         raise NotFound(f"no app with SDKAppID {sdkappid}")
     return _app(row), clock.resolve(bool(row.clock_simulated), row.clock_now)

@@ -6,8 +6,10 @@ never the simulated clock: a session opened on a database whose clock says 2019 
 not be born expired, and a lock-out must end when the wall clock says so.
 
 - Passwords are hashed with argon2id (argon2-cffi's defaults); hashing runs in a
-  thread so the event loop keeps serving. A hash made with weaker parameters than
-  today's is replaced at the next successful sign-in.
+  thread so the event loop keeps serving — always *before* a transaction opens
+  (`hash_password` makes the `PasswordHash` the writers take): a transaction must not
+  wait for anything but the database. A hash made with weaker parameters than today's
+  is replaced at the next successful sign-in.
 - A session is a random token in the browser's cookie; the database keeps only its
   SHA-256, with a CSRF token and an expiry (`SESSION_HOURS`, absolute).
 - Throttling is per username and in the database, so every node sees it: the first
@@ -30,7 +32,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NewType
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -54,6 +56,8 @@ MAX_PASSWORD = 1024
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 _hasher = PasswordHasher()
+
+PasswordHash = NewType("PasswordHash", str)
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,10 @@ def check_password(password: str) -> str:
     return password
 
 
-async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, check_password(password))
+async def hash_password(password: str) -> PasswordHash:
+    """Check the password's length and hash it (in a thread). Call it before opening
+    the transaction that stores the hash."""
+    return PasswordHash(await asyncio.to_thread(_hasher.hash, check_password(password)))
 
 
 def _verify(stored: str, password: str) -> bool:
@@ -127,7 +133,7 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_hex(16))
 
 
-async def add_user(conn: AsyncConnection, username: str, password: str, *,
+async def add_user(conn: AsyncConnection, username: str, digest: PasswordHash, *,
                    is_admin: bool = False) -> Account:
     """A new console account with a password (`imcloud console add-user`)."""
     check_username(username)
@@ -136,7 +142,6 @@ async def add_user(conn: AsyncConnection, username: str, password: str, *,
     if exists is not None:
         raise Refused(f"console account {username!r} exists; set its password with "
                       "`imcloud console passwd`")
-    digest = await hash_password(password)
     account_id = await accounts.create(conn, username, is_admin=is_admin)
     await conn.execute(sa.update(console_accounts)
                        .where(console_accounts.c.id == account_id)
@@ -144,14 +149,15 @@ async def add_user(conn: AsyncConnection, username: str, password: str, *,
     return Account(account_id, username, is_admin)
 
 
-async def set_password(conn: AsyncConnection, username: str, password: str) -> Account:
-    """Set (or reset) an account's password; its open sessions end."""
+async def set_password(conn: AsyncConnection, username: str,
+                       digest: PasswordHash) -> Account:
+    """Set (or reset) an account's password; its open sessions end and its failed
+    sign-ins are forgotten."""
     row = (await conn.execute(
         sa.select(console_accounts).where(console_accounts.c.username == username)
         .with_for_update())).first()
     if row is None:
         raise Refused(f"no console account {username!r}")
-    digest = await hash_password(password)
     await conn.execute(sa.update(console_accounts).where(console_accounts.c.id == row.id)
                        .values(password_hash=digest))
     await conn.execute(sa.delete(console_sessions)
@@ -168,15 +174,13 @@ async def needs_first_run(conn: AsyncConnection) -> bool:
     return has is None
 
 
-async def first_run(conn: AsyncConnection, password: str) -> Account:
+async def first_run(conn: AsyncConnection, digest: PasswordHash) -> Account:
     """Give the first admin (made by `imcloud init`) its password — only while no account
     has one. Call inside a write transaction: two browsers racing, one wins."""
-    check_password(password)
     admin_id = await accounts.ensure_first_admin(conn)
     await conn.execute(sa.select(console_accounts.c.id).with_for_update())
     if not await needs_first_run(conn):
         raise Refused("the console is already set up; sign in")
-    digest = await hash_password(password)
     await conn.execute(sa.update(console_accounts).where(console_accounts.c.id == admin_id)
                        .values(password_hash=digest))
     row = (await conn.execute(
@@ -244,13 +248,15 @@ async def login(db: Database, username: str, password: str,
     if row is None or stored is None or not ok:
         raise Refused(WRONG)
     account = Account(int(row.id), row.username, bool(row.is_admin))
+    rehashed = (await asyncio.to_thread(_hasher.hash, password)
+                if _hasher.check_needs_rehash(stored) else None)
     async with db.write() as conn:
         await conn.execute(sa.delete(console_login_failures)
                            .where(console_login_failures.c.username == username))
-        if _hasher.check_needs_rehash(stored):
+        if rehashed is not None:
             await conn.execute(sa.update(console_accounts)
                                .where(console_accounts.c.id == account.id)
-                               .values(password_hash=await hash_password(password)))
+                               .values(password_hash=rehashed))
         return await open_session(conn, account, now)
 
 

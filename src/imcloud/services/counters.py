@@ -72,13 +72,23 @@ async def app_counts(conn: AsyncConnection, sdkappid: int) -> Any:
     return row
 
 
+_G, _A = im_groups.c, im_accounts.c
+_TAKE_SEATS = (  # built once: the hot path of joins (see services/apps.py)
+    sa.update(im_groups)
+    .where(_G.sdkappid == sa.bindparam("a"), _G.group_id == sa.bindparam("g"))
+    .where(sa.or_(_G.max_member_count.is_(None),
+                  _G.member_count + sa.bindparam("n") <= _G.max_member_count))
+    .values(member_count=_G.member_count + sa.bindparam("n")))
+_TAKE_USER_GROUP = (
+    sa.update(im_accounts)
+    .where(_A.sdkappid == sa.bindparam("a"), _A.user_id == sa.bindparam("u"),
+           _A.joined_groups < sa.bindparam("cap"))
+    .values(joined_groups=_A.joined_groups + 1))
+
+
 async def take_seats(conn: AsyncConnection, sdkappid: int, group_id: str, n: int) -> None:
     """n more members into a group, within the cap fixed at its creation (E3, 10014)."""
-    g = im_groups.c
-    q = (sa.update(im_groups).where(g.sdkappid == sdkappid, g.group_id == group_id)
-         .where(sa.or_(g.max_member_count.is_(None), g.member_count + n <= g.max_member_count))
-         .values(member_count=g.member_count + n))
-    if (await conn.execute(q)).rowcount != 1:
+    if (await conn.execute(_TAKE_SEATS, {"a": sdkappid, "g": group_id, "n": n})).rowcount != 1:
         raise refuse(Code.GROUP_FULL, f"group {group_id} is full")
 
 
@@ -94,10 +104,9 @@ async def take_user_groups(conn: AsyncConnection, sdkappid: int, users: list[str
     never wait on each other's rows in opposite orders."""
     a = im_accounts.c
     for user in sorted(users):
-        q = sa.update(im_accounts).where(a.sdkappid == sdkappid, a.user_id == user)
-        if cap is not None:
-            q = q.where(a.joined_groups < cap)
-        if (await conn.execute(q.values(joined_groups=a.joined_groups + 1))).rowcount != 1:
+        taken = await conn.execute(_TAKE_USER_GROUP, {
+            "a": sdkappid, "u": user, "cap": cap if cap is not None else 2**31 - 1})
+        if taken.rowcount != 1:
             gone = await conn.scalar(sa.select(a.user_id).where(
                 a.sdkappid == sdkappid, a.user_id == user)) is None
             if gone:  # deleted while this request waited for its row

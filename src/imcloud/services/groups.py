@@ -39,12 +39,23 @@ class NewGroup:
     members: list[tuple[str, str]] = field(default_factory=list)  # (user, role)
 
 
+# built once (see services/apps.py)
+_LOCK_GROUP = sa.select(im_groups).where(
+    im_groups.c.sdkappid == sa.bindparam("a"),
+    im_groups.c.group_id == sa.bindparam("g")).with_for_update()
+_A, _M = im_accounts.c, im_members.c
+_WHO = (sa.select(_A.user_id, _M.user_id.label("member"))
+        .select_from(im_accounts.outerjoin(im_members, sa.and_(
+            _M.sdkappid == _A.sdkappid, _M.group_id == sa.bindparam("g"),
+            _M.user_id == _A.user_id)))
+        .where(_A.sdkappid == sa.bindparam("a"),
+               _A.user_id.in_(sa.bindparam("users", expanding=True))))
+_ADD_MEMBERS = sa.insert(im_members)
+
+
 async def lock(conn: AsyncConnection, t: Tenant, group_id: str) -> sa.Row[Any]:
     """The group's row, locked for the rest of the transaction (10010 if absent)."""
-    row = (await conn.execute(
-        sa.select(im_groups).where(im_groups.c.sdkappid == t.sdkappid,
-                                   im_groups.c.group_id == group_id).with_for_update()
-    )).first()
+    row = (await conn.execute(_LOCK_GROUP, {"a": t.sdkappid, "g": group_id})).first()
     if row is None:
         raise refuse(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
     return row
@@ -207,12 +218,8 @@ async def add_members(conn: AsyncConnection, t: Tenant, group_id: str, user_ids:
     if g.type == rules.AV and by_admin:
         raise refuse(Code.NO_PERMISSION, "members join an AVChatRoom from clients")
     wanted = list(dict.fromkeys(user_ids))
-    a, m = im_accounts.c, im_members.c
-    rows = list(await conn.execute(  # who exists, and who is already in, in one read
-        sa.select(a.user_id, m.user_id.label("member"))
-        .select_from(im_accounts.outerjoin(im_members, sa.and_(
-            m.sdkappid == a.sdkappid, m.group_id == group_id, m.user_id == a.user_id)))
-        .where(a.sdkappid == t.sdkappid, a.user_id.in_(wanted))))
+    # who exists, and who is already in, in one read
+    rows = list(await conn.execute(_WHO, {"a": t.sdkappid, "g": group_id, "users": wanted}))
     known = {r.user_id for r in rows}
     already = {r.user_id for r in rows if r.member is not None}
     new = [u for u in wanted if u in known and u not in already]
@@ -220,7 +227,7 @@ async def add_members(conn: AsyncConnection, t: Tenant, group_id: str, user_ids:
         await counters.take_seats(conn, t.sdkappid, group_id, len(new))
         if rules.counts_toward_user_limit(g.type):
             await counters.take_user_groups(conn, t.sdkappid, new, t.limits["groups_per_user"])
-        await conn.execute(sa.insert(im_members), [
+        await conn.execute(_ADD_MEMBERS, [
             {"sdkappid": t.sdkappid, "group_id": group_id, "user_id": u, "role": MEMBER,
              "joined_at": t.now} for u in new])
         events.emit("members_added", t.sdkappid, group=group_id, users=new,

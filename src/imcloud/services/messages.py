@@ -23,6 +23,17 @@ def kept_since(t: Tenant) -> datetime:
     return t.now - timedelta(days=int(t.app.plan.items["history_days"]))
 
 
+# built once (see services/apps.py)
+_G, _M = im_groups.c, im_members.c
+_NEXT_SEQ = (sa.update(im_groups)
+             .where(_G.sdkappid == sa.bindparam("a"), _G.group_id == sa.bindparam("g"))
+             .values(last_msg_seq=_G.last_msg_seq + 1).returning(_G.last_msg_seq, _G.type))
+_IS_MEMBER = sa.select(_M.user_id).where(
+    _M.sdkappid == sa.bindparam("a"), _M.group_id == sa.bindparam("g"),
+    _M.user_id == sa.bindparam("u"))
+_STORE_GROUP_MSG = sa.insert(im_group_messages)
+
+
 async def send_group(conn: AsyncConnection, t: Tenant, group_id: str, from_account: str | None,
                      random: int, body: list[dict[str, Any]]) -> tuple[int, datetime]:
     """Store a group message under the group's next MsgSeq; (seq, time).
@@ -30,29 +41,23 @@ async def send_group(conn: AsyncConnection, t: Tenant, group_id: str, from_accou
     The hot path of the API: the MsgSeq is taken first (its row lock orders senders;
     a missing group is "no row"), then whatever can refuse; a refusal rolls the seq back.
     """
-    g = im_groups.c
-    taken = (await conn.execute(
-        sa.update(im_groups).where(g.sdkappid == t.sdkappid, g.group_id == group_id)
-        .values(last_msg_seq=g.last_msg_seq + 1)
-        .returning(g.last_msg_seq, g.type))).first()
+    taken = (await conn.execute(_NEXT_SEQ, {"a": t.sdkappid, "g": group_id})).first()
     if taken is None:
         raise refuse(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
     seq = int(taken.last_msg_seq)
     sender = from_account or t.app.admin_identifier
     if from_account is not None and from_account != t.app.admin_identifier:
         member = taken.type != rules.AV and await conn.scalar(
-            sa.select(im_members.c.user_id).where(
-                im_members.c.sdkappid == t.sdkappid, im_members.c.group_id == group_id,
-                im_members.c.user_id == from_account)) is not None
+            _IS_MEMBER, {"a": t.sdkappid, "g": group_id, "u": from_account}) is not None
         if not member:
             await must_exist(conn, t, from_account)  # 10019 before 10007
             if taken.type != rules.AV:
                 raise refuse(Code.NO_PERMISSION,
                              f"{from_account!r} is not a member of group {group_id!r}")
     await filters.check(conn, t, body)
-    await conn.execute(sa.insert(im_group_messages).values(
-        sdkappid=t.sdkappid, group_id=group_id, msg_seq=seq, from_account=sender,
-        random=random, msg_body=body, sent_at=t.now))
+    await conn.execute(_STORE_GROUP_MSG, {
+        "sdkappid": t.sdkappid, "group_id": group_id, "msg_seq": seq, "from_account": sender,
+        "random": random, "msg_body": body, "sent_at": t.now})
     events.emit("group_msg", t.sdkappid, group=group_id, seq=seq, sender=sender,
                 random=random, body=body, time=int(t.now.timestamp()))
     return seq, t.now
