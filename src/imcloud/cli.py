@@ -681,8 +681,10 @@ def console_add_user(
     secret = _password(password)
 
     async def work(d: Database, s: Settings) -> dict[str, Any]:
+        console_auth.check_username(name)
+        digest = await console_auth.hash_password(secret)
         async with d.write() as conn:
-            a = await console_auth.add_user(conn, name, secret, is_admin=admin)
+            a = await console_auth.add_user(conn, name, digest, is_admin=admin)
         return {"username": a.username, "is_admin": a.is_admin}
 
     _emit(_run(db, as_json, work), as_json,
@@ -701,8 +703,9 @@ def console_passwd(
     secret = _password(password)
 
     async def work(d: Database, s: Settings) -> dict[str, Any]:
+        digest = await console_auth.hash_password(secret)
         async with d.write() as conn:
-            a = await console_auth.set_password(conn, name, secret)
+            a = await console_auth.set_password(conn, name, digest)
         return {"username": a.username, "is_admin": a.is_admin}
 
     _emit(_run(db, as_json, work), as_json,

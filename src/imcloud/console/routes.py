@@ -152,8 +152,9 @@ async def setup(request: Request) -> Response:
     if password != data.get("confirm", ""):
         return await _setup_form(request, "The two passwords differ.")
     try:
+        digest = await console_auth.hash_password(password)
         async with ops.ctx(request).db.write() as conn:
-            account = await console_auth.first_run(conn, password)
+            account = await console_auth.first_run(conn, digest)
             opened = await console_auth.open_session(conn, account)
     except Refused as e:
         if not e.message.startswith("the console is already set up"):
@@ -183,7 +184,9 @@ async def _cards(request: Request, session: Session, error: str | None,
         views = [await apps.view(conn, a, c.catalog, c.tz)
                  for a in await apps.list_all(conn, session.account.id)]
     ctx = await page_context(request, session)
-    ctx.update(apps=views, error=error, new_name=name, max_apps=apps.MAX_APPS_PER_ACCOUNT)
+    trial = plans.effective_limits(plans.initial_plan(c.catalog), c.catalog)
+    ctx.update(apps=views, error=error, new_name=name, max_apps=apps.MAX_APPS_PER_ACCOUNT,
+               trial_accounts=number(trial["accounts"]), trial_dau=number(trial["dau"]))
     return render("apps.html", **ctx)
 
 
@@ -323,7 +326,6 @@ async def _app_page(request: Request, session: Session, sdkappid: int, *,
         open_dialog=open_dialog,
         dialog_error=error,
         typed_name=(submitted or {}).get("confirm", "") if open_dialog == "disable" else "",
-        view_r4=view,
         notice=DONE.get(request.query_params.get("done", "")),
         trial_limits=[{"title": LIMIT_TITLES[k], "value": number(v)}
                       for k, v in plans.effective_limits(
@@ -400,6 +402,9 @@ async def preview_fragment(request: Request, sdkappid: int) -> HTMLResponse:
     after = plans.effective_limits(p.after, c.catalog)["history_days"]
     context.update(
         p=p.costs, after_label=_plan_label(c.catalog, p.after),
+        after_postpaid=(p.after.status == "active"
+                        and c.catalog.edition(p.after.edition).postpaid),
+        overage={k: f"{v.free:,}" for k, v in c.catalog.overage.items()},
         shorter_history=(before, after) if (after is not None and before is not None
                                            and after < before and p.after.status == "active")
         else None,

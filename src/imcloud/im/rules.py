@@ -60,7 +60,7 @@ def counts_toward_user_limit(kind: str) -> bool:
 
 
 def member_cap(kind: str, requested: int | None, limits: Mapping[str, Limit],
-               edition: Edition) -> int | None:
+               edition: Edition, field: str = "MaxMemberCount") -> int | None:
     """E3: a new group's member cap, fixed now; None = unlimited (AVChatRoom)."""
     if kind == AV:
         return None
@@ -73,10 +73,10 @@ def member_cap(kind: str, requested: int | None, limits: Mapping[str, Limit],
     if requested is None:
         return limit
     if requested < 1:
-        raise refuse(Code.INVALID_PARAMETER, "invalid parameter: MaxMemberCount must be >= 1")
+        raise refuse(Code.INVALID_PARAMETER, f"invalid parameter: {field} must be >= 1")
     if limit is not None and requested > limit:
         raise refuse(Code.MEMBER_LIMIT,
-                     f"MaxMemberCount {requested} is above this app's member limit of {limit}")
+                     f"{field} {requested} is above this app's member limit of {limit}")
     return requested
 
 
@@ -92,7 +92,7 @@ def raised_cap(kind: str, current_cap: int | None, requested: int, members: int,
                      f"{members} members the group has")
     if current_cap is not None and requested <= current_cap:
         return requested
-    return member_cap(kind, requested, limits, edition)
+    return member_cap(kind, requested, limits, edition, "MaxMemberNum")
 
 
 def new_group_id() -> str:

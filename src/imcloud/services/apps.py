@@ -85,9 +85,10 @@ async def get(conn: AsyncConnection, sdkappid: int, *, lock: bool = False) -> Ap
 
 # Hot-path statements are built once: building and hashing a statement costs as much
 # as running it on SQLite.
-_APP_AT = sa.select(apps, clock_table.c.simulated.label("clock_simulated"),
-                    clock_table.c.now.label("clock_now")).where(
-    apps.c.sdkappid == sa.bindparam("a"))
+_APP_AT = (sa.select(apps, clock_table.c.simulated.label("clock_simulated"),
+                     clock_table.c.now.label("clock_now"))
+           .select_from(apps.join(clock_table, sa.true()))  # the clock has one row
+           .where(apps.c.sdkappid == sa.bindparam("a")))
 
 
 async def get_at(conn: AsyncConnection, sdkappid: int) -> tuple[App, datetime]:

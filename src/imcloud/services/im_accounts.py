@@ -56,27 +56,38 @@ async def import_accounts(conn: AsyncConnection, t: Tenant, accounts: list[NewAc
                 .values(**values))
 
 
+_LOCK_GROUP = sa.select(im_groups.c.group_id).where(
+    im_groups.c.sdkappid == sa.bindparam("a"),
+    im_groups.c.group_id == sa.bindparam("g")).with_for_update()
+
+
 async def delete(conn: AsyncConnection, t: Tenant, user_ids: list[str]) -> None:
     """Delete accounts and their memberships; groups they own lose their owner.
 
-    The account rows are locked before their memberships are read: a join of one of
-    them either committed before (and is seen here) or waits and then finds the
-    account gone — no membership is ever left behind holding a seat.
+    Locks in the order every writer uses — app, groups, accounts — so it never waits
+    on a join that waits on it. The memberships are read again once the accounts are
+    locked: a join that committed in between is seen (and its seat given back), a
+    later one waits and then finds the account gone.
     """
+    m = im_members.c
     await counters.lock_app(conn, t.sdkappid)
+    locked: set[str] = set()
+    for gid in sorted(set(await conn.scalars(sa.select(m.group_id).where(
+            m.sdkappid == t.sdkappid, m.user_id.in_(set(user_ids)))))):
+        await conn.execute(_LOCK_GROUP, {"a": t.sdkappid, "g": gid})
+        locked.add(gid)
     gone = sorted(await conn.scalars(
         sa.select(im_accounts.c.user_id)
         .where(im_accounts.c.sdkappid == t.sdkappid, im_accounts.c.user_id.in_(set(user_ids)))
         .order_by(im_accounts.c.user_id).with_for_update()))
     if not gone:
         return
-    m = im_members.c
     memberships = list(await conn.execute(
         sa.select(m.group_id, m.user_id).where(m.sdkappid == t.sdkappid, m.user_id.in_(gone))))
     per_group: dict[str, int] = {}
     for r in memberships:
         per_group[r.group_id] = per_group.get(r.group_id, 0) + 1
-    for gid in sorted(per_group):  # groups first, in order: the same order joins lock in
+    for gid in sorted(per_group):  # (a group joined meanwhile is locked here, late)
         await counters.free_seats(conn, t.sdkappid, gid, per_group[gid])
     await conn.execute(sa.delete(im_members).where(m.sdkappid == t.sdkappid,
                                                    m.user_id.in_(gone)))

@@ -6,11 +6,20 @@
   const timers = new WeakMap();
   const counters = new WeakMap();
 
+  const IDLE = '<div class="preview-box idle" data-state="idle">Adjust the change to see what it costs.</div>';
+
   function openDialog(dialog) {
     if (!dialog.open) dialog.showModal();
+    const first = dialog.querySelector("[autofocus]");
+    (first || dialog).focus(); // not the first button: no focus ring on "×"
     const form = dialog.querySelector("form.plan-form");
-    if (form) {
-      sync(form);
+    if (!form) return;
+    sync(form);
+    const error = form.querySelector(".dialog-error:not([hidden])");
+    const box = form.querySelector(".preview");
+    if (error && box) {
+      box.innerHTML = IDLE; // the refusal just shown says it already
+    } else {
       refresh(form);
     }
   }
@@ -78,6 +87,8 @@
   function onEdit(event) {
     const form = event.target.closest("form.plan-form");
     if (!form) return;
+    const error = form.querySelector(".dialog-error");
+    if (error && event.target.name !== "confirm") error.hidden = true; // it was about the last try
     sync(form);
     if (!event.target.hasAttribute("data-no-preview")) schedule(form);
   }
