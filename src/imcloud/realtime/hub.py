@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
@@ -37,6 +36,13 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_GONE = 4004
 
 
+class Channel(Protocol):
+    """What a session needs of its socket."""
+
+    async def send_text(self, text: str) -> None: ...
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
 class Session:
     """One WebSocket connection of one user, with a bounded outbox.
 
@@ -45,8 +51,6 @@ class Session:
     """
 
     __slots__ = (
-        "_close",
-        "_send",
         "av_groups",
         "close_code",
         "closed",
@@ -58,16 +62,15 @@ class Session:
         "outbox",
         "sdkappid",
         "user",
+        "ws",
     )
 
-    def __init__(self, sdkappid: int, user: str, send: Callable[[bytes], Awaitable[None]],
-                 close: Callable[[int, str], Coroutine[Any, Any, None]], queue_size: int):
+    def __init__(self, sdkappid: int, user: str, ws: Channel, queue_size: int):
         self.sdkappid = sdkappid
         self.user = user
-        self._send = send
-        self._close = close
+        self.ws = ws
         self.limit = queue_size
-        self.outbox: deque[bytes] | None = None  # only while frames wait
+        self.outbox: deque[str] | None = None  # only while frames wait
         self.draining = False
         self.expected: dict[str, int] = {}  # group -> next MsgSeq owed to the client
         self.early: dict[str, dict[int, Event]] = {}  # group -> seq -> early message
@@ -77,9 +80,9 @@ class Session:
         self.close_code: int | None = None
 
     def push(self, frame: dict[str, Any]) -> None:
-        self.push_encoded(orjson.dumps(frame))
+        self.push_encoded(orjson.dumps(frame).decode())
 
-    def push_encoded(self, frame: bytes) -> None:
+    def push_encoded(self, frame: str) -> None:
         if self.closed:
             return
         if self.outbox is None:
@@ -95,7 +98,7 @@ class Session:
     async def _drain(self) -> None:
         try:
             while self.outbox and not self.closed:
-                await self._send(self.outbox.popleft())
+                await self.ws.send_text(self.outbox.popleft())
         except Exception:  # the socket is gone; the receive loop will notice
             self.closed = True
         finally:
@@ -111,7 +114,11 @@ class Session:
         self.outbox = None
         for task in self.filling.values():
             task.cancel()
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        asyncio.get_running_loop().create_task(self._closing(code, reason))
+
+    async def _closing(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
 
 
 def message_frame(group: str, seq: int, sender: str, random: int, body: Any,
@@ -219,7 +226,7 @@ class Hub:
         kind, app = ev["kind"], ev["sdkappid"]
         if kind == "group_msg":
             encoded = orjson.dumps(message_frame(ev["group"], ev["seq"], ev["sender"],
-                                                 ev["random"], ev["body"], ev["time"]))
+                                                 ev["random"], ev["body"], ev["time"])).decode()
             for s in list(self.by_group.get((app, ev["group"]), ())):
                 self._deliver(s, ev, encoded)
         elif kind == "c2c_msg":
@@ -247,7 +254,7 @@ class Hub:
         elif kind == "app_changed":
             self._app_changed(app, ev["status"], int(ev["revision"]))
 
-    def _deliver(self, s: Session, ev: Event, encoded: bytes | None = None) -> None:
+    def _deliver(self, s: Session, ev: Event, encoded: str | None = None) -> None:
         group, seq = ev["group"], int(ev["seq"])
         want = s.expected.get(group)
         if want is None or seq < want:
@@ -259,7 +266,7 @@ class Hub:
                     self._fill_later(s, group))
             return
         s.push_encoded(encoded or orjson.dumps(message_frame(
-            group, seq, ev["sender"], ev["random"], ev["body"], ev["time"])))
+            group, seq, ev["sender"], ev["random"], ev["body"], ev["time"])).decode())
         self.deliveries += 1
         s.expected[group] = seq + 1
         early = s.early.get(group)
