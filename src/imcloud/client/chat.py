@@ -80,6 +80,7 @@ class ChatClient:
         self.url = url
         self.ws: ClientConnection | None = None
         self.last_seq: dict[str, int] = {}
+        self.joined: set[str] = set()  # groups joined on this client (AVChatRooms too)
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.user = ""
         self._ids = itertools.count(1)
@@ -96,9 +97,12 @@ class ChatClient:
         await client._open()
         return client
 
-    async def _open(self) -> None:
+    async def _open(self, since: dict[str, int] | None = None) -> None:
         self.closed.clear()
-        self.ws = await connect(self.url, compression=None, max_size=2**22)
+        url = self.url
+        if since:  # resume every group from its last seen sequence, atomically
+            url += "&" + urlencode({"since": orjson.dumps(since).decode()})
+        self.ws = await connect(url, compression=None, max_size=2**22)
         first = orjson.loads(await self.ws.recv())
         if first.get("op") != "login" or first.get("code") != 0:
             await self.ws.close()
@@ -147,13 +151,17 @@ class ChatClient:
         return reply
 
     async def join(self, group: str) -> int:
-        reply = await self.request("join", group=group)
+        after = self.last_seq.get(group)
+        fields = {"group": group} if after is None else {"group": group, "after": after}
+        reply = await self.request("join", **fields)
         self.last_seq.setdefault(group, int(reply["seq"]))
+        self.joined.add(group)
         return int(reply["seq"])
 
     async def quit(self, group: str) -> None:
         await self.request("quit", group=group)
         self.last_seq.pop(group, None)
+        self.joined.discard(group)
 
     async def sync(self, group: str, after: int | None = None) -> int:
         start = self.last_seq.get(group, 0) if after is None else after
@@ -179,11 +187,12 @@ class ChatClient:
         return await asyncio.wait_for(self.inbox.get(), timeout)
 
     async def reconnect(self) -> None:
-        """A new session that resumes every group from the last sequence seen."""
+        """A new session that resumes every group from the last sequence seen: member
+        groups at connect, rooms joined on this client by joining again from there."""
         await self.close()
-        await self._open()
-        for group in list(self.last_seq):
-            await self.sync(group)
+        await self._open(dict(self.last_seq))
+        for group in list(self.joined):
+            await self.join(group)
 
     async def close(self) -> None:
         if self.ws is not None:

@@ -19,15 +19,17 @@ JSON objects; requests carry an `id` that the reply (`op: "ack"`) repeats:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, WebSocket
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from imcloud import events
 from imcloud.api import v4_schemas as s
@@ -44,6 +46,7 @@ router = APIRouter()
 
 class Join(s.Body):
     group: s.GroupIdT
+    after: Annotated[int, Field(ge=0)] | None = None  # resume: the last seq seen
 
 
 class Sync(s.Body):
@@ -119,15 +122,15 @@ async def gateway(ws: Socket) -> None:
     except Disconnected:
         return
     try:
-        app_id, user, revision = await _login(ws)
+        app_id, user, revision, since = await _login(ws)
     except Refused as e:
         await _send(ws, {"op": "error", "code": e.code, "info": e.message})
         await ws.close(code=CLOSE_DISABLED if e.code == Code.APP_DISABLED else 4001)
         return
 
     session = Session(app_id, user, ws, state.settings.ws_queue)
-    await hub.register(session, revision)
     session.push({"op": "login", "code": 0, "user": user})
+    await hub.register(session, revision, since)
     try:
         while not session.closed:
             raw = await ws.receive_text()
@@ -137,6 +140,9 @@ async def gateway(ws: Socket) -> None:
     except Exception:
         log.exception("session failed")
     finally:
+        if session.closing is not None:  # let the close frame (4003, 4008…) go out
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(session.closing), 2)
         session.closed = True
         await hub.unregister(session)
 
@@ -164,7 +170,7 @@ async def _send(ws: Socket, frame: dict[str, Any]) -> None:
     await ws.send_text(orjson.dumps(frame).decode())
 
 
-async def _login(ws: Socket) -> tuple[int, str, int]:
+async def _login(ws: Socket) -> tuple[int, str, int, dict[str, int]]:
     """Same checks as REST, for the user's own sig; counts the user active (DAU)."""
     q = ws.query()
     raw = q.get("sdkappid", "")
@@ -174,6 +180,7 @@ async def _login(ws: Socket) -> tuple[int, str, int]:
         raise refuse(Code.INVALID_SDKAPPID, "sdkappid is invalid")
     state = ws.app.state
     user = q.get("identifier", "")
+    since = _since(q.get("since"))
     async with state.db.write() as conn:
         try:
             app, now = await apps.get_at(conn, int(raw))
@@ -190,7 +197,23 @@ async def _login(ws: Socket) -> tuple[int, str, int]:
         if user != app.admin_identifier:
             await must_exist(conn, t, user)
         await activity.mark_active(conn, app.sdkappid, user, t.today, t.limits["dau"])
-    return app.sdkappid, user, app.revision
+    return app.sdkappid, user, app.revision, since
+
+
+def _since(raw: str | None) -> dict[str, int]:
+    """`since={"group": last_seen_seq, ...}`: a reconnecting client's resume points."""
+    if not raw:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in value.items()):
+        raise refuse(Code.INVALID_PARAMETER,
+                     'invalid parameter: since must be a JSON object {"group": seq}')
+    return value
 
 
 async def _handle(ws: Socket, hub: Hub, session: Session, raw: str) -> None:
@@ -248,7 +271,7 @@ async def _join(ws: Socket, hub: Hub, session: Session, req: Join) -> dict[str, 
         return {"seq": g["NextMsgSeq"] - 1, "type": g["Type"]}
 
     reply = await _write(ws, hub, session, work)
-    hub.follow(session, req.group, reply["seq"])
+    hub.follow(session, req.group, reply["seq"], req.after)
     if reply["type"] == rules.AV:  # AVChatRoom membership lives with the connection
         session.av_groups.add(req.group)
     return {"group": req.group, "seq": reply["seq"]}

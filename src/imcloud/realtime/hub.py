@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from datetime import date
 from typing import Any, Protocol
 
@@ -54,6 +55,7 @@ class Session:
         "av_groups",
         "close_code",
         "closed",
+        "closing",
         "draining",
         "early",
         "expected",
@@ -62,6 +64,7 @@ class Session:
         "outbox",
         "sdkappid",
         "user",
+        "waiter",
         "ws",
     )
 
@@ -78,6 +81,22 @@ class Session:
         self.av_groups: set[str] = set()
         self.closed = False
         self.close_code: int | None = None
+        self.closing: asyncio.Task[None] | None = None  # the close frame being sent
+        self.waiter: asyncio.Event | None = None  # a resume waiting for outbox room
+
+    async def room(self) -> None:
+        """Wait until the outbox is at most half full: a resume feeds its backlog at the
+        client's pace instead of overflowing the queue meant for live messages."""
+        while (self.outbox is not None and len(self.outbox) > self.limit // 2
+               and not self.closed):
+            if self.waiter is None:
+                self.waiter = asyncio.Event()
+            await self.waiter.wait()
+
+    def _wake(self) -> None:
+        if self.waiter is not None:
+            self.waiter.set()
+            self.waiter = None
 
     def push(self, frame: dict[str, Any]) -> None:
         self.push_encoded(orjson.dumps(frame).decode())
@@ -99,6 +118,8 @@ class Session:
         try:
             while self.outbox and not self.closed:
                 await self.ws.send_text(self.outbox.popleft())
+                if self.waiter is not None and len(self.outbox) <= self.limit // 2:
+                    self._wake()
         except Exception:  # the socket is gone; the receive loop will notice
             self.closed = True
         finally:
@@ -114,7 +135,8 @@ class Session:
         self.outbox = None
         for task in self.filling.values():
             task.cancel()
-        asyncio.get_running_loop().create_task(self._closing(code, reason))
+        self._wake()
+        self.closing = asyncio.get_running_loop().create_task(self._closing(code, reason))
 
     async def _closing(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -167,7 +189,10 @@ class Hub:
 
     # ---------------------------------------------------------------- sessions
 
-    async def register(self, s: Session, revision: int) -> None:
+    async def register(self, s: Session, revision: int,
+                       since: Mapping[str, int] | None = None) -> None:
+        """Follow the user's groups; those in `since` (a reconnecting client's last seen
+        sequences) resume from there, with no window for a live message to slip in."""
         first_of_app = not self.sessions_of_app(s.sdkappid)
         self.by_user[(s.sdkappid, s.user)].add(s)
         self.revisions.setdefault(s.sdkappid, revision)
@@ -181,7 +206,7 @@ class Hub:
                                                                 m.group_id == g.group_id)))
                 .where(g.sdkappid == s.sdkappid, m.user_id == s.user)))
         for r in rows:
-            self.follow(s, r.group_id, int(r.last_msg_seq))
+            self.follow(s, r.group_id, int(r.last_msg_seq), (since or {}).get(r.group_id))
 
     async def unregister(self, s: Session) -> None:
         self.by_user[(s.sdkappid, s.user)].discard(s)
@@ -193,10 +218,25 @@ class Hub:
             self.revisions.pop(s.sdkappid, None)
             await self.broker.unsubscribe(app_channel(s.sdkappid))
 
-    def follow(self, s: Session, group: str, last_seq: int) -> None:
-        """From now on, s hears `group` from the message after `last_seq`."""
+    def follow(self, s: Session, group: str, last_seq: int, after: int | None = None) -> None:
+        """From now on, s hears `group` from the message after `last_seq` — or, resuming,
+        after `after` (stored messages first, then live ones, each once)."""
+        if group in s.expected:
+            return
         self.by_group[(s.sdkappid, group)].add(s)
-        s.expected.setdefault(group, last_seq + 1)
+        if after is None or after >= last_seq:
+            s.expected[group] = last_seq + 1
+            return
+        s.expected[group] = max(after, 0) + 1
+        s.filling[group] = asyncio.get_running_loop().create_task(self._resume(s, group))
+
+    async def _resume(self, s: Session, group: str) -> None:
+        try:
+            await self._fill(s, group, None)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            s.filling.pop(group, None)
 
     def unfollow(self, s: Session, group: str) -> None:
         self.by_group[(s.sdkappid, group)].discard(s)
@@ -300,7 +340,8 @@ class Hub:
             async with self.db.read() as conn:
                 rows = list(await conn.execute(q))
             for r in rows:
-                if group not in s.expected:
+                await s.room()
+                if group not in s.expected or s.closed:
                     break
                 # a seq missing from storage was purged (E5): skip past it
                 s.expected[group] = max(s.expected[group], int(r.msg_seq))
