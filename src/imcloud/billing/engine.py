@@ -12,6 +12,7 @@ its *chargeable moments* are the parts of its intervals after any B2 grace.
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -180,14 +181,15 @@ def _midnight(day: date, tz: tzinfo) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=tz).astimezone(UTC)
 
 
-def _days(year: int, month: int, tz: tzinfo) -> list[tuple[date, datetime, datetime]]:
-    """Each day of the month with its half-open [start, end) in UTC."""
+@functools.lru_cache(maxsize=64)
+def _days(year: int, month: int, tz: tzinfo) -> tuple[tuple[date, datetime, datetime], ...]:
+    """Each day of the month with its half-open [start, end) in UTC (one bill run asks
+    for the same month 100,000 times)."""
     first = date(year, month, 1)
-    out = []
-    for i in range(calendar.monthrange(year, month)[1]):
-        day = first + timedelta(days=i)
-        out.append((day, _midnight(day, tz), _midnight(day + timedelta(days=1), tz)))
-    return out
+    return tuple(
+        (day, _midnight(day, tz), _midnight(day + timedelta(days=1), tz))
+        for day in (first + timedelta(days=i)
+                    for i in range(calendar.monthrange(year, month)[1])))
 
 
 # ------------------------------------------------------------------ B1–B3
@@ -232,7 +234,9 @@ def _pieces(
     """The item's chargeable time within [lo, hi), split where its price changes."""
     runs: list[list[tuple[_Segment, str, Decimal]]] = []
     level_before: str | None = None
-    for seg in segments:
+    # Segments ending before the month can't be charged in it; the one ending exactly
+    # at its start stays, so an interval kept across a change at 00:00 keeps its start.
+    for seg in (s for s in segments if s.end >= lo):
         charge = _charge(seg.plan, item, catalog)
         if charge is None:
             level_before = None
@@ -243,6 +247,8 @@ def _pieces(
         level_before = charge[0]
     pieces = []
     for run in runs:
+        if run[-1][0].end <= lo:
+            continue
         begin = max(_chargeable_start(run[0][0].start, changes, segments, tz, catalog), lo)
         for seg, level, price in run:
             a, b = max(seg.start, begin), min(seg.end, hi)
@@ -342,6 +348,7 @@ def _overage_lines(
     if not fee:
         return []
     fee_start = min(p.start for p in fee)
+    segments = [s for s in segments if s.end > fee_start]  # the rest can't overlap
     chargeable = [
         (day, hi)
         for day, lo, hi in days
