@@ -50,8 +50,12 @@ def test_serve_answers_on_localhost(tmp_path: Path) -> None:
         page = httpx.get(f"{base}/", follow_redirects=True)
         assert page.status_code == 200 and "imcloud" in page.text
         assert "2019-02-01" in page.text  # the simulated clock is the server's clock
-        imcloud("app", "create", "made-while-serving")
-        assert "made-while-serving" in httpx.get(f"{base}/console").text
+        imcloud("console", "add-user", "op", "--password", "op-password")
+        imcloud("app", "create", "made-while-serving", "--owner", "op")
+        console = httpx.Client(base_url=base)
+        console.post("/console/api/login",
+                     json={"username": "op", "password": "op-password"}).raise_for_status()
+        assert "made-while-serving" in console.get("/console").text
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -20,7 +20,7 @@ from imcloud.catalog import ITEM_KEYS, Catalog, ItemValue
 from imcloud.console.ops import Kind, PlanRequest
 from imcloud.errors import Refused
 from imcloud.plans import AppPlan
-from imcloud.plans.rules import _carry_items as carry_items
+from imcloud.plans.rules import carry_items
 
 
 def baseline(catalog: Catalog, plan: AppPlan, edition: str) -> dict[str, ItemValue | None]:

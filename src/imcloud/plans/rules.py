@@ -76,7 +76,7 @@ def _check_value(catalog: Catalog, edition: str, item: str, value: ItemValue) ->
         )
 
 
-def _carry_items(
+def carry_items(
     catalog: Catalog, before: Mapping[str, ItemValue], edition: str, named: Mapping[str, ItemValue]
 ) -> dict[str, ItemValue]:
     """R4a: items across a version change; named ones take the requested value."""
@@ -159,7 +159,7 @@ def decide(
 
     version_changed = new_edition != current.edition
     if version_changed:
-        items = _carry_items(catalog, current.items, new_edition, op.items)
+        items = carry_items(catalog, current.items, new_edition, op.items)
     else:
         items = {**current.items, **op.items}
     items_changed = frozenset(k for k in op.items if items[k] != current.items[k])
