@@ -3,10 +3,12 @@ its calls with UserSigs from the independent `tls-sig-api-v2` package."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,44 @@ class Server:
             self.proc.kill()
             _, err = self.proc.communicate()
         return err.decode(errors="replace")
+
+
+class Node:
+    """`imcloud serve` whose stderr is drained as it runs (a full pipe would stall it
+    under load) and kept, so a test can check that no request logged an error."""
+
+    def __init__(self, db_url: str, env: dict[str, str] | None = None):
+        for attempt in itertools.count(1):
+            try:
+                self.server = Server(db_url, env)
+                break
+            except AssertionError as e:  # the free port was taken before it bound it
+                if "address already in use" not in str(e) or attempt == 3:
+                    raise
+        self.base = self.server.base
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        stream = self.server.proc.stderr
+        assert stream is not None
+        for raw in stream:
+            self.lines.append(raw.decode(errors="replace"))
+
+    def stop(self) -> None:
+        proc = self.server.proc
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self._reader.join(timeout=10)
+
+    def problems(self, since: int = 0) -> list[str]:
+        return [line for line in self.lines[since:]
+                if "Traceback" in line or "ERROR" in line or " 500 " in line]
 
 
 class V4:

@@ -22,8 +22,6 @@ import functools
 import itertools
 import shutil
 import socket
-import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -49,7 +47,7 @@ from tests.conftest import (
     new_postgres_db,
     run,
 )
-from tests.v4client import Server
+from tests.v4client import Node
 
 T = TypeVar("T")
 
@@ -80,44 +78,6 @@ WAIT = 20.0  # seconds any single expected frame may take before a test gives up
 
 
 # ------------------------------------------------------------------ servers
-
-
-class Node:
-    """`imcloud serve` on 127.0.0.1 whose stderr is drained as it runs (a full pipe would
-    stall it under hundreds of WebSocket log lines) and kept for `problems()`."""
-
-    def __init__(self, db_url: str, env: dict[str, str] | None = None):
-        for attempt in itertools.count(1):
-            try:
-                self.server = Server(db_url, {**QUIET, **(env or {})})
-                break
-            except AssertionError as e:  # the free port was taken before it bound it
-                if "address already in use" not in str(e) or attempt == 3:
-                    raise
-        self.base = self.server.base
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        stream = self.server.proc.stderr
-        assert stream is not None
-        for raw in stream:
-            self.lines.append(raw.decode(errors="replace"))
-
-    def stop(self) -> None:
-        proc = self.server.proc
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._reader.join(timeout=10)
-
-    def problems(self) -> list[str]:
-        return [line for line in self.lines
-                if "Traceback" in line or "ERROR" in line or " 500 " in line]
 
 
 @dataclass
@@ -161,7 +121,7 @@ def serving(db_url: str, nodes: int = 1, env: dict[str, str] | None = None,
     started: list[Node] = []
     try:
         with ThreadPoolExecutor(nodes) as pool:  # processes start side by side
-            futures = [pool.submit(Node, db_url, env) for _ in range(nodes)]
+            futures = [pool.submit(Node, db_url, {**QUIET, **(env or {})}) for _ in range(nodes)]
         started += [f.result() for f in futures if f.exception() is None]
         for f in futures:
             f.result()  # a node that failed to start fails the test

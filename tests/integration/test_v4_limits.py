@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -47,7 +46,7 @@ from tests.conftest import (
     new_postgres_db,
     run,
 )
-from tests.v4client import V4, Server
+from tests.v4client import V4, Node
 
 RACE_SCALE = float(os.environ.get("IMCLOUD_TEST_RACE_SCALE", "1.0"))
 CATALOG = catalog_mod.load()
@@ -91,38 +90,6 @@ def new_app(db_url: str, edition: str | None = None) -> tuple[Cli, dict[str, Any
     imcloud = Cli(db_url)
     imcloud("init", "--simulated-clock", "2019-02-01")
     return imcloud, make_app(imcloud, edition)
-
-
-class Node:
-    """One `imcloud serve` process whose stderr (its error log) is read as it runs, so
-    tracebacks under load can't fill the pipe and stall the server, and can be checked."""
-
-    def __init__(self, db_url: str):
-        self.server = Server(db_url)
-        self.base = self.server.base
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        stream = self.server.proc.stderr
-        assert stream is not None
-        for raw in stream:
-            self.lines.append(raw.decode(errors="replace"))
-
-    def stop(self) -> None:
-        proc = self.server.proc
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._reader.join(timeout=10)
-
-    def problems(self, since: int = 0) -> list[str]:
-        return [line for line in self.lines[since:]
-                if "Traceback" in line or "ERROR" in line or " 500 " in line]
 
 
 @contextmanager

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from tests.conftest import (
     need_postgres,
     new_postgres_db,
 )
-from tests.v4client import V4, Server
+from tests.v4client import V4, Node
 
 START = "2019-02-01"
 SERVER_ENV = {"IMCLOUD_BILL_CHECK_SECONDS": "86400"}
@@ -64,38 +62,6 @@ APPINFO = "openconfigsvr/getappinfo"
 
 # Every table with an sdkappid column: together, every row an app owns.
 APP_TABLES = [t for t in metadata.sorted_tables if "sdkappid" in t.c]
-
-
-class Node:
-    """`imcloud serve` whose stderr is drained as it runs (a full pipe would stall it)
-    and kept, so a test module can check that no request logged an error."""
-
-    def __init__(self, db_url: str):
-        self.server = Server(db_url, SERVER_ENV)
-        self.base = self.server.base
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        stream = self.server.proc.stderr
-        assert stream is not None
-        for raw in stream:
-            self.lines.append(raw.decode(errors="replace"))
-
-    def stop(self) -> None:
-        proc = self.server.proc
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        self._reader.join(timeout=10)
-
-    def problems(self) -> list[str]:
-        return [line for line in self.lines
-                if "Traceback" in line or "ERROR" in line or " 500 " in line]
 
 
 @dataclass
@@ -138,7 +104,7 @@ class Env:
 def _serve(db_url: str, check_log: bool) -> Iterator[Env]:
     imcloud = Cli(db_url)
     imcloud("init", "--simulated-clock", START)
-    node = Node(db_url)
+    node = Node(db_url, SERVER_ENV)
     env = Env(db_url, imcloud, node)
     try:
         yield env
