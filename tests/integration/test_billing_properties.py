@@ -26,7 +26,8 @@ from imcloud.catalog import load
 from imcloud.clock import month_of, month_start, next_month
 from imcloud.errors import Refused
 from imcloud.plans import Configure, Operation, Upgrade
-from imcloud.services import apps, bills, clock
+from imcloud.services import apps, bills, clock, usage
+from imcloud.services.usage import month_days
 from imcloud.store.db import Database
 from imcloud.store.tables import bills as bills_table
 from tests.conftest import Cli, run
@@ -241,6 +242,24 @@ def test_B7_preview_equals_the_bill_once_the_month_closes(imcloud: Cli) -> None:
                     checked["changed"] += 1
                     assert listed.get(bills.month_key(next_month(*m)),
                                       Decimal("0.00")) == last_monthly
+                # issued bills never change: not by later usage, changes or reruns (B6)
+                async with db.read() as conn:
+                    issued = await bills.list_for(conn, app.sdkappid)
+                async with db.write() as conn:
+                    await usage.record(conn, app.sdkappid, month_days(*m, UTC)[0], dau=99_999,
+                                       groups=999_999)
+                    try:
+                        current = await apps.get(conn, app.sdkappid)
+                        if current.plan.edition != "trial":
+                            await apps.apply(conn, app.sdkappid, Configure(
+                                None, {"content_filtering": not current.plan.items[
+                                    "content_filtering"]}), CATALOG, UTC, actor="t")
+                    except Refused:
+                        pass
+                for month in (m, next_month(*m)):
+                    await bills.run_month(db, month, CATALOG, UTC, policy=policy)
+                async with db.read() as conn:
+                    assert await bills.list_for(conn, app.sdkappid) == issued
             finally:
                 await db.dispose()
 
