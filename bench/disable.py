@@ -52,6 +52,8 @@ async def one_run(db: str, broker: str, clients: int, notice: bool) -> float:
                                      "--json"], env=env, check=True, capture_output=True,
                                     text=True).stdout)
     sid, key, name = app["sdkappid"], app["secret_key"], app["name"]
+    subprocess.run([*cli, "app", "upgrade", str(sid), "--edition", "pro"], env=env,
+                   check=True, capture_output=True)  # Trial stops at 100 accounts
     nodes = []
     for _ in range(2):
         port = free_port()

@@ -727,7 +727,7 @@ def serve(
     from imcloud.api.app import create_app
 
     settings = Settings.from_env(db)
-    from imcloud.realtime.gateway import FastPath
+    from imcloud.api.fastpath import FastPath
 
     uvicorn.run(
         FastPath(create_app(settings)),

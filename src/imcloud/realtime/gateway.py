@@ -147,25 +147,6 @@ async def gateway(ws: Socket) -> None:
         await hub.unregister(session)
 
 
-class FastPath:
-    """ASGI wrapper that hands `/v1/ws` straight to the gateway.
-
-    Through the framework's router and middleware every open socket would keep a deep
-    stack of frames, scope copies and exit stacks alive — tens of KiB per idle
-    connection. The gateway needs none of it.
-    """
-
-    def __init__(self, app: Any):
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/v1/ws":
-            scope["app"] = self.app
-            await gateway(Socket(scope, receive, send))
-            return
-        await self.app(scope, receive, send)
-
-
 async def _send(ws: Socket, frame: dict[str, Any]) -> None:
     await ws.send_text(orjson.dumps(frame).decode())
 
