@@ -6,13 +6,12 @@ several nodes (or a re-run) can report the same day without losing a peak.
 
 from __future__ import annotations
 
-from datetime import date, datetime, tzinfo
+from datetime import date, tzinfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from imcloud.billing import DailyUsage
 from imcloud.clock import month_start, next_month
 from imcloud.errors import Refused
 from imcloud.services import apps
@@ -102,14 +101,3 @@ async def month(
         d = date.fromordinal(d.toordinal() + 1)
     return out
 
-
-def as_daily(rows: list[dict[str, object]]) -> list[DailyUsage]:
-    return [
-        DailyUsage(day=date.fromisoformat(str(r["date"])), dau=int(str(r["dau"])),
-                   groups=int(str(r["groups"])))
-        for r in rows
-    ]
-
-
-def today(now: datetime, tz: tzinfo) -> date:
-    return now.astimezone(tz).date()
