@@ -728,14 +728,16 @@ def serve(
 
     settings = Settings.from_env(db)
     from imcloud.api.fastpath import FastPath
+    from imcloud.realtime.lean_ws import LeanWSProtocol
 
     uvicorn.run(
         FastPath(create_app(settings)),
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
-        # wsproto keeps the least per open connection (measured, bench/fanout.py)
-        ws=os.environ.get("IMCLOUD_WS_IMPL", "wsproto"),
+        # uvicorn's wsproto protocol, slimmed for idle sockets (realtime/lean_ws.py);
+        # IMCLOUD_WS_IMPL names one of uvicorn's own instead ("wsproto", "websockets")
+        ws=os.environ.get("IMCLOUD_WS_IMPL") or LeanWSProtocol,
         ws_per_message_deflate=settings.ws_compression,
     )
 

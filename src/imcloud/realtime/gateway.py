@@ -95,6 +95,19 @@ class Socket:
             raise Disconnected
         await self._send({"type": "websocket.accept"})
 
+    def direct(self) -> tuple[Any, asyncio.Event] | None:
+        """The server's transport and its writable flag, when frames may be written to
+        it directly: uvicorn's wsproto protocol (`imcloud serve`), no per-message
+        compression negotiated. Elsewhere (tests through the framework, another
+        server) every frame goes through the ASGI `send`."""
+        proto = getattr(self._receive, "__self__", None)
+        transport = getattr(proto, "transport", None)
+        writable = getattr(proto, "writable", None)
+        if (transport is None or not isinstance(writable, asyncio.Event)
+                or self.app.state.settings.ws_compression):
+            return None
+        return transport, writable
+
     async def send_text(self, text: str) -> None:
         await self._send({"type": "websocket.send", "text": text})
 

@@ -42,29 +42,57 @@ class Channel(Protocol):
 
     async def send_text(self, text: str) -> None: ...
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+    def direct(self) -> tuple[Any, asyncio.Event] | None: ...
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A whole unmasked server-to-client text frame (RFC 6455 §5.2), built once per
+    message and written as is to every socket that hears it — what
+    `websockets.broadcast` does, instead of a frame encode per connection."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def frame_payload(frame: bytes) -> str:
+    """The text of a frame from `text_frame`, for sockets written through ASGI."""
+    n = frame[1]
+    return frame[2 if n < 126 else 4 if n == 126 else 10:].decode()
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    return text_frame(orjson.dumps(frame))
 
 
 class Session:
     """One WebSocket connection of one user, with a bounded outbox.
 
-    Lean on purpose (slots, no task while idle): a node holds thousands of these. A
-    drain task exists only while frames wait, so a slow socket holds up only itself.
+    Lean on purpose (slots, no task while idle, lazy containers): a node holds
+    thousands of these. Frames go straight to the socket's transport while it accepts
+    them; only when the client reads slower than we write do they wait in the outbox,
+    drained by a task that exists only then — so a slow socket holds up only itself,
+    and one that falls `limit` frames behind is dropped (4008) and resumes by sequence.
     """
 
     __slots__ = (
-        "av_groups",
+        "_av",
+        "_early",
+        "_filling",
         "close_code",
         "closed",
         "closing",
         "draining",
-        "early",
         "expected",
-        "filling",
         "limit",
         "outbox",
         "sdkappid",
+        "transport",
         "user",
         "waiter",
+        "writable",
         "ws",
     )
 
@@ -72,17 +100,59 @@ class Session:
         self.sdkappid = sdkappid
         self.user = user
         self.ws = ws
+        direct = ws.direct()
+        self.transport: Any = direct[0] if direct else None
+        self.writable: asyncio.Event | None = direct[1] if direct else None
         self.limit = queue_size
-        self.outbox: deque[str] | None = None  # only while frames wait
+        self.outbox: deque[bytes] | None = None  # only while frames wait
         self.draining = False
         self.expected: dict[str, int] = {}  # group -> next MsgSeq owed to the client
-        self.early: dict[str, dict[int, Event]] = {}  # group -> seq -> early message
-        self.filling: dict[str, asyncio.Task[None]] = {}
-        self.av_groups: set[str] = set()
+        self._early: dict[str, dict[int, Event]] | None = None
+        self._filling: dict[str, asyncio.Task[None]] | None = None
+        self._av: set[str] | None = None
         self.closed = False
         self.close_code: int | None = None
         self.closing: asyncio.Task[None] | None = None  # the close frame being sent
         self.waiter: asyncio.Event | None = None  # a resume waiting for outbox room
+
+    @property
+    def early(self) -> dict[str, dict[int, Event]]:
+        """group -> seq -> a message that arrived before the ones it follows."""
+        if self._early is None:
+            self._early = {}
+        return self._early
+
+    @property
+    def filling(self) -> dict[str, asyncio.Task[None]]:
+        """group -> the task reading stored messages into this session."""
+        if self._filling is None:
+            self._filling = {}
+        return self._filling
+
+    @property
+    def av_groups(self) -> set[str]:
+        """AVChatRoom groups this connection is in (membership lives with it)."""
+        if self._av is None:
+            self._av = set()
+        return self._av
+
+    def waiting(self, group: str) -> dict[int, Event] | None:
+        """The early messages of `group`, without allocating for the common none."""
+        return self._early.get(group) if self._early else None
+
+    def is_filling(self, group: str) -> bool:
+        return self._filling is not None and group in self._filling
+
+    def forget(self, group: str) -> None:
+        """Drop what the session keeps for `group` (it no longer hears it)."""
+        if self._early:
+            self._early.pop(group, None)
+        if self._av:
+            self._av.discard(group)
+        if self._filling:
+            task = self._filling.pop(group, None)
+            if task is not None:
+                task.cancel()
 
     async def room(self) -> None:
         """Wait until the outbox is at most half full: a resume feeds its backlog at the
@@ -99,26 +169,44 @@ class Session:
             self.waiter = None
 
     def push(self, frame: dict[str, Any]) -> None:
-        self.push_encoded(orjson.dumps(frame).decode())
+        self.push_frame(encode(frame))
 
-    def push_encoded(self, frame: str) -> None:
+    def push_frame(self, frame: bytes) -> None:
+        """Send a frame from `text_frame`, in order after every frame pushed before."""
         if self.closed:
             return
-        if self.outbox is None:
-            self.outbox = deque()
-        elif len(self.outbox) >= self.limit:  # too far behind: drop it; resume by seq
+        out = self.outbox
+        if out is None:
+            t, w = self.transport, self.writable
+            if t is not None and w is not None and w.is_set():
+                if t.is_closing():
+                    self.closed = True
+                else:
+                    t.write(frame)
+                return
+            self.outbox = out = deque()
+        elif len(out) >= self.limit:  # too far behind: drop it; resume by seq
             self.shut(CLOSE_TOO_SLOW, "too slow; reconnect and resume by sequence")
             return
-        self.outbox.append(frame)
+        out.append(frame)
         if not self.draining:
             self.draining = True
             asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         try:
+            t, w = self.transport, self.writable
             while self.outbox and not self.closed:
-                await self.ws.send_text(self.outbox.popleft())
-                if self.waiter is not None and len(self.outbox) <= self.limit // 2:
+                if t is not None and w is not None:
+                    await w.wait()
+                    if t.is_closing():
+                        self.closed = True
+                        break
+                    while self.outbox and w.is_set():
+                        t.write(self.outbox.popleft())
+                else:
+                    await self.ws.send_text(frame_payload(self.outbox.popleft()))
+                if self.waiter is not None and len(self.outbox or ()) <= self.limit // 2:
                     self._wake()
         except Exception:  # the socket is gone; the receive loop will notice
             self.closed = True
@@ -126,6 +214,7 @@ class Session:
             self.draining = False
             if not self.outbox:
                 self.outbox = None
+                self._wake()
 
     def shut(self, code: int, reason: str) -> None:
         if self.closed:
@@ -133,7 +222,7 @@ class Session:
         self.closed = True
         self.close_code = code
         self.outbox = None
-        for task in self.filling.values():
+        for task in (self._filling or {}).values():
             task.cancel()
         self._wake()
         self.closing = asyncio.get_running_loop().create_task(self._closing(code, reason))
@@ -243,16 +332,14 @@ class Hub:
         if not self.by_group[(s.sdkappid, group)]:
             del self.by_group[(s.sdkappid, group)]
         s.expected.pop(group, None)
-        s.early.pop(group, None)
-        s.av_groups.discard(group)
-        task = s.filling.pop(group, None)
-        if task is not None:
-            task.cancel()
+        s.forget(group)
 
     async def sync(self, s: Session, group: str, after: int) -> int:
         """Resume: send every kept message after `after`, then live ones, exactly once."""
         s.expected[group] = after + 1
-        s.early[group] = {k: v for k, v in s.early.get(group, {}).items() if k > after}
+        early = s.waiting(group)
+        if early:
+            s.early[group] = {k: v for k, v in early.items() if k > after}
         return await self._fill(s, group, None)
 
     # ---------------------------------------------------------------- delivery
@@ -265,8 +352,8 @@ class Hub:
     async def on_event(self, ev: Event) -> None:
         kind, app = ev["kind"], ev["sdkappid"]
         if kind == "group_msg":
-            encoded = orjson.dumps(message_frame(ev["group"], ev["seq"], ev["sender"],
-                                                 ev["random"], ev["body"], ev["time"])).decode()
+            encoded = encode(message_frame(ev["group"], ev["seq"], ev["sender"],
+                                           ev["random"], ev["body"], ev["time"]))
             for s in list(self.by_group.get((app, ev["group"]), ())):
                 self._deliver(s, ev, encoded)
         elif kind == "c2c_msg":
@@ -294,22 +381,22 @@ class Hub:
         elif kind == "app_changed":
             self._app_changed(app, ev["status"], int(ev["revision"]))
 
-    def _deliver(self, s: Session, ev: Event, encoded: str | None = None) -> None:
+    def _deliver(self, s: Session, ev: Event, encoded: bytes | None = None) -> None:
         group, seq = ev["group"], int(ev["seq"])
         want = s.expected.get(group)
         if want is None or seq < want:
             return  # not following, or already delivered
         if seq > want:
             s.early.setdefault(group, {})[seq] = ev
-            if group not in s.filling:
+            if not s.is_filling(group):
                 s.filling[group] = asyncio.get_running_loop().create_task(
                     self._fill_later(s, group))
             return
-        s.push_encoded(encoded or orjson.dumps(message_frame(
-            group, seq, ev["sender"], ev["random"], ev["body"], ev["time"])).decode())
+        s.push_frame(encoded or encode(message_frame(
+            group, seq, ev["sender"], ev["random"], ev["body"], ev["time"])))
         self.deliveries += 1
         s.expected[group] = seq + 1
-        early = s.early.get(group)
+        early = s.waiting(group)
         if early:
             nxt = early.pop(seq + 1, None)
             if nxt is not None:
@@ -318,7 +405,7 @@ class Hub:
     async def _fill_later(self, s: Session, group: str) -> None:
         try:
             await asyncio.sleep(GAP_WAIT)
-            early = s.early.get(group)
+            early = s.waiting(group)
             if early:
                 await self._fill(s, group, max(early))
         except asyncio.CancelledError:
@@ -349,7 +436,7 @@ class Hub:
                                   "sender": r.from_account, "random": r.random,
                                   "body": r.msg_body, "time": int(r.sent_at.timestamp())})
             if len(rows) < FILL_BATCH:
-                early = s.early.get(group)
+                early = s.waiting(group)
                 if early and group in s.expected and min(early) > s.expected[group]:
                     s.expected[group] = min(early)  # the gap is gone from storage
                     self._deliver(s, early.pop(min(early)))
