@@ -7,10 +7,13 @@ restarted server with nothing lost or repeated.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -539,3 +543,63 @@ def test_sigterm_drains_sockets_and_clients_resume_on_a_new_server_exactly_once(
     assert drained and drained[0]["sessions"] == 2, first.lines[-20:]
     problems = first.problems() + (second.problems() if second else [])
     assert not problems, "".join(problems[:40])
+
+
+def stalled_socket(port: int, app: App, user: str) -> socket.socket:
+    """A logged-in WebSocket whose client reads nothing after the handshake, with a
+    tiny receive buffer: what the server sends it piles up on the server's side."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    query = urlencode({"sdkappid": app.sdkappid, "identifier": user,
+                       "usersig": app.sig(user)})
+    s.sendall((f"GET /v1/ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def test_sigterm_exits_in_bounded_time_when_a_client_reads_nothing(
+        tmp_path: Path, sqlite_template: Path) -> None:
+    _, url = sqlite_db(tmp_path, sqlite_template)
+    imcloud = Cli(url)
+    imcloud("init", "--simulated-clock", START)
+    shown = imcloud("app", "create", "stall")
+    app = App(shown["sdkappid"], shown["name"], shown["secret_key"])
+    node = Node(url, {**QUIET, "IMCLOUD_SHUTDOWN_TIMEOUT": "4", "IMCLOUD_WS_QUEUE": "100000"})
+    v = V4(node.base, app.sdkappid, app.key)
+    v.ok(MULTI_IMPORT, {"Accounts": ["owner", "alice", "zed"]})
+    gid = v.ok(CREATE, {"Owner_Account": "owner", "Type": "Public", "Name": "big",
+                        "MemberList": [{"Member_Account": "alice"},
+                                       {"Member_Account": "zed"}]})["GroupId"]
+    zed = stalled_socket(node.server.port, app, "zed")
+    count, big = 80, "x" * 65536  # 5 MiB: more than the kernel and asyncio buffer
+
+    async def scenario() -> None:
+        alice = await chat(node.base, app, "alice")
+        for i in range(count):
+            v.ok(SEND_GROUP, {"GroupId": gid, "Random": i, "From_Account": "owner",
+                              "MsgBody": text(big)})
+        while alice.last_seq.get(gid, 0) < count:
+            await alice.next()
+        stopped_at = time.monotonic()
+        node.server.proc.send_signal(signal.SIGTERM)
+        status = await asyncio.to_thread(node.server.proc.wait, 30)
+        took = time.monotonic() - stopped_at
+        assert status == 0, "".join(node.lines[-20:])
+        assert took < 4 + 3, took  # IMCLOUD_SHUTDOWN_TIMEOUT, plus the process's exit
+        await asyncio.wait_for(alice.closed.wait(), 10)
+        assert alice.close_code == CLOSE_RESTART
+
+    try:
+        run(scenario())
+    finally:
+        zed.close()
+        node.stop()
+    [drained] = [json.loads(line) for line in node.lines if "drained" in line]
+    assert (drained["sessions"], drained["flushed"], drained["cut_short"]) == (2, 1, 1)

@@ -72,6 +72,8 @@ class DrainingServer(uvicorn.Server):
             server.close()
         hub = getattr(self.imcloud_app.state, "hub", None)
         if hub is not None:
+            log.info("stopping: no new connections; draining WebSocket sessions for at "
+                     "most %g s", self.drain_seconds)
             try:
                 await drain(hub, self.drain_seconds)
             except Exception:  # never let a failed drain keep the process up
