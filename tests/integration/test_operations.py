@@ -34,7 +34,6 @@ from tests.console.conftest import PASSWORDS, api_client, new_console_db, sign_i
 from tests.integration.test_realtime import (
     ADD,
     CREATE,
-    GROUP,
     GROUP_HISTORY,
     INFO,
     LOGIN,
@@ -72,8 +71,7 @@ def wait_for(test: Callable[[], bool], timeout: float = 20, what: str = "") -> N
 # ------------------------------------------------------------------ readiness
 
 
-def test_readyz_is_200_when_the_database_and_redis_answer(db_url: str, redis_url: str
-                                                          ) -> None:
+def test_readyz_is_200_when_the_database_and_redis_answer(db_url: str, redis_url: str) -> None:
     with serving(db_url, env={"IMCLOUD_BROKER_URL": redis_url}) as env:
         r = httpx.get(f"{env.base}/readyz")
         assert r.status_code == 200, r.text
@@ -82,7 +80,8 @@ def test_readyz_is_200_when_the_database_and_redis_answer(db_url: str, redis_url
 
 
 def test_readyz_is_503_naming_the_broker_when_redis_is_unreachable(
-        tmp_path: Path, sqlite_template: Path) -> None:
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     _, url = sqlite_db(tmp_path, sqlite_template)
     Cli(url)("init", "--simulated-clock", START)
     nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
@@ -121,8 +120,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 def scrape(base: str) -> Samples:
     r = httpx.get(f"{base}/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
 
 
 def metric(samples: Samples, name: str, **labels: str) -> float:
@@ -134,7 +136,8 @@ def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_v4_calls_refusals_sockets_and_deliveries(
-        tmp_path: Path, sqlite_template: Path) -> None:
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     _, url = sqlite_db(tmp_path, sqlite_template)
     with serving(url) as env:
         base = env.base
@@ -142,10 +145,21 @@ def test_metrics_count_v4_calls_refusals_sockets_and_deliveries(
         v = V4(base, app.sdkappid, app.key)
         m0 = scrape(base)
         v.ok(MULTI_IMPORT, {"Accounts": ["m0", "m1", "m2", "alice", "bob"]})
-        gid = v.ok(CREATE, {"Owner_Account": "m0", "Type": "Public", "Name": "small",
-                            "ApplyJoinOption": "FreeAccess", "MaxMemberCount": 3})["GroupId"]
-        v.fail(ADD, {"GroupId": gid, "MemberList": [
-            {"Member_Account": u} for u in ("m1", "m2", "alice")]}, 10014)
+        gid = v.ok(
+            CREATE,
+            {
+                "Owner_Account": "m0",
+                "Type": "Public",
+                "Name": "small",
+                "ApplyJoinOption": "FreeAccess",
+                "MaxMemberCount": 3,
+            },
+        )["GroupId"]
+        v.fail(
+            ADD,
+            {"GroupId": gid, "MemberList": [{"Member_Account": u} for u in ("m1", "m2", "alice")]},
+            10014,
+        )
         v.fail("no_such_service/nothing", {}, 10003)
         v.fail(CREATE, {"Type": "NoSuchType", "Name": "x"}, 10004)
         m1 = scrape(base)
@@ -165,7 +179,7 @@ def test_metrics_count_v4_calls_refusals_sockets_and_deliveries(
             try:
                 assert metric(scrape(base), "imcloud_ws_connections") == 2
                 await alice.join(gid)  # over the socket: members m0, alice
-                await bob.join(gid)    # m0, alice, bob: full
+                await bob.join(gid)  # m0, alice, bob: full
                 late = await chat(base, app, "m1")
                 with pytest.raises(ClientError) as full:
                     await late.join(gid)
@@ -175,39 +189,57 @@ def test_metrics_count_v4_calls_refusals_sockets_and_deliveries(
                     await ChatClient.connect(base, app.sdkappid, "alice", "not-a-sig")
                 m2 = scrape(base)
                 for i in range(5):
-                    v.ok(SEND_GROUP, {"GroupId": gid, "Random": i, "From_Account": "m0",
-                                      "MsgBody": text(f"hello {i}")})
+                    v.ok(
+                        SEND_GROUP,
+                        {
+                            "GroupId": gid,
+                            "Random": i,
+                            "From_Account": "m0",
+                            "MsgBody": text(f"hello {i}"),
+                        },
+                    )
                 for client in (alice, bob):
                     while client.last_seq.get(gid, 0) < 5:
                         await client.next()
                 m3 = scrape(base)
                 assert moved(m2, m3, "imcloud_ws_messages_delivered_total") == 10
-                assert moved(m1, m3, "imcloud_refusals_total", surface="ws",
-                             code="10014") == 1
-                assert moved(m1, m3, "imcloud_refusals_total", surface="ws",
-                             code=str(refused_login.value.code)) == 1
+                assert moved(m1, m3, "imcloud_refusals_total", surface="ws", code="10014") == 1
+                assert (
+                    moved(
+                        m1,
+                        m3,
+                        "imcloud_refusals_total",
+                        surface="ws",
+                        code=str(refused_login.value.code),
+                    )
+                    == 1
+                )
             finally:
                 await alice.close()
                 await bob.close()
 
         run(sockets())
-        wait_for(lambda: metric(scrape(base), "imcloud_ws_connections") == 0,
-                 what="the sockets to be gone from the gauge")
+        wait_for(
+            lambda: metric(scrape(base), "imcloud_ws_connections") == 0,
+            what="the sockets to be gone from the gauge",
+        )
         m4 = scrape(base)
         assert metric(m4, "imcloud_build_info", version="0.1.0") == 1
         assert metric(m4, "process_resident_memory_bytes") > 0
 
 
 def test_metrics_count_bill_runs_and_the_bills_they_issue(
-        tmp_path: Path, sqlite_template: Path) -> None:
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     _, url = sqlite_db(tmp_path, sqlite_template)
     with serving(url, env={"IMCLOUD_BILL_CHECK_SECONDS": "0.2"}) as env:
         apps = [env.new_app(), env.new_app("pro")]
         before = scrape(env.base)
         assert metric(before, "imcloud_bill_runs_total") == 0
         env.imcloud("clock", "set", "2019-05-03")  # March's and April's bills are due
-        wait_for(lambda: metric(scrape(env.base), "imcloud_bill_runs_total") == 2,
-                 what="two bill runs")
+        wait_for(
+            lambda: metric(scrape(env.base), "imcloud_bill_runs_total") == 2, what="two bill runs"
+        )
         issued = sum(len(env.imcloud("bill", "list", str(a.sdkappid))) for a in apps)
         assert issued >= 2
         after = scrape(env.base)
@@ -229,12 +261,18 @@ def test_json_logs_carry_request_ids_and_never_a_secret(tmp_path: Path) -> None:
         v = V4(base, sdkappid, key)
         admin_sig = v.sig()
         secrets.append(admin_sig)
-        r = v.http.post(v.url(f"{LOGIN}/account_import", usersig=admin_sig),
-                        json={"UserID": "alice"}, headers={"X-Request-Id": "ops-req-0001"})
+        r = v.http.post(
+            v.url(f"{LOGIN}/account_import", usersig=admin_sig),
+            json={"UserID": "alice"},
+            headers={"X-Request-Id": "ops-req-0001"},
+        )
         assert r.json()["ErrorCode"] == 0 and r.headers["x-request-id"] == "ops-req-0001"
         for bad in ("x" * 129, "has space", "<script>", ""):  # replaced, never echoed
-            r = v.http.post(v.url(f"{LOGIN}/account_check"), json={"CheckItem": []},
-                            headers={"X-Request-Id": bad})
+            r = v.http.post(
+                v.url(f"{LOGIN}/account_check"),
+                json={"CheckItem": []},
+                headers={"X-Request-Id": bad},
+            )
             assert re.fullmatch(r"[0-9a-f]{16}", r.headers["x-request-id"]), bad
         generated = v.http.post(v.url("no_such/command")).headers["x-request-id"]
         assert re.fullmatch(r"[0-9a-f]{16}", generated)
@@ -256,8 +294,11 @@ def test_json_logs_carry_request_ids_and_never_a_secret(tmp_path: Path) -> None:
         form = sign_in_http(base, "bob")  # password and CSRF token in a form
         secrets += [form.cookies["imcloud_session"], form.csrf]  # type: ignore[attr-defined]
         secrets += [c.value for c in form.cookies.jar if c.name == "imcloud_csrf"]
-        r = httpx.post(f"{base}/console/api/login", headers={"X-Request-Id": "ops-login-1"},
-                       json={"username": "alice", "password": "wrong-password-9"})
+        r = httpx.post(
+            f"{base}/console/api/login",
+            headers={"X-Request-Id": "ops-login-1"},
+            json={"username": "alice", "password": "wrong-password-9"},
+        )
         assert r.status_code == 401 and r.headers["x-request-id"] == "ops-login-1"
     finally:
         node.stop()
@@ -269,16 +310,22 @@ def test_json_logs_carry_request_ids_and_never_a_secret(tmp_path: Path) -> None:
     [call] = [x for x in lines if x["request_id"] == "ops-req-0001"]
     assert call["logger"] == "imcloud.access" and call["level"] == "INFO"
     assert (call["command"], call["sdkappid"], call["error_code"]) == (
-        f"{LOGIN}/account_import", sdkappid, 0)
+        f"{LOGIN}/account_import",
+        sdkappid,
+        0,
+    )
     assert isinstance(call["duration_ms"], float | int) and call["duration_ms"] >= 0
-    assert any(x["request_id"] == generated and x.get("command") == "unknown"
-               and x["error_code"] == 10003 for x in lines)
+    assert any(
+        x["request_id"] == generated and x.get("command") == "unknown" and x["error_code"] == 10003
+        for x in lines
+    )
     # a line logged inside the request (the failed sign-in) carries its id too
     failed = [x for x in lines if x["request_id"] == "ops-login-1"]
     assert {x["logger"] for x in failed} == {"imcloud.console", "imcloud.access"}, failed
     assert any("sign-in failed" in x["message"] for x in failed)
-    assert any("WebSocket /v1/ws" in x["message"] and "usersig=[redacted]" in x["message"]
-               for x in lines), "the socket's login line is there, redacted"
+    assert any(
+        "WebSocket /v1/ws" in x["message"] and "usersig=[redacted]" in x["message"] for x in lines
+    ), "the socket's login line is there, redacted"
     assert "POST /console/login" in raw and f"/console/api/apps/{sdkappid}/secret" in raw
     for secret in secrets:
         assert secret and secret not in raw, f"a secret is in the log: {secret[:6]}…"
@@ -288,8 +335,11 @@ def test_text_logs_and_no_access_log_are_settings(tmp_path: Path) -> None:
     db, _ = new_console_db(tmp_path)
     node = Node(db, {**QUIET, "IMCLOUD_LOG_FORMAT": "text", "IMCLOUD_ACCESS_LOG": "off"})
     try:
-        r = httpx.post(f"{node.base}/console/api/login", headers={"X-Request-Id": "ops-txt-1"},
-                       json={"username": "alice", "password": "wrong-password-9"})
+        r = httpx.post(
+            f"{node.base}/console/api/login",
+            headers={"X-Request-Id": "ops-txt-1"},
+            json={"username": "alice", "password": "wrong-password-9"},
+        )
         assert r.status_code == 401
     finally:
         node.stop()
@@ -324,8 +374,10 @@ class Load:
         i = 0
         while not self.stop.is_set():
             g = self.groups[i % len(self.groups)]
-            r = v.ok(SEND_GROUP, {"GroupId": g, "Random": i, "From_Account": "owner",
-                                  "MsgBody": text(f"m{i}")})
+            r = v.ok(
+                SEND_GROUP,
+                {"GroupId": g, "Random": i, "From_Account": "owner", "MsgBody": text(f"m{i}")},
+            )
             self.sent.append((g, int(r["MsgSeq"]), time.monotonic()))
             i += 1
 
@@ -346,8 +398,7 @@ class Load:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([IMCLOUD, *args, "--json"], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([IMCLOUD, *args, "--json"], capture_output=True, text=True, timeout=120)
 
 
 def database_facts(path: Path) -> dict[str, Any]:
@@ -357,19 +408,28 @@ def database_facts(path: Path) -> dict[str, Any]:
             "integrity": conn.execute("PRAGMA integrity_check").fetchone()[0],
             "messages": set(conn.execute("SELECT group_id, msg_seq FROM im_group_messages")),
             "members": set(conn.execute("SELECT group_id, user_id FROM im_members")),
-            "groups": {g: (count, last) for g, count, last in conn.execute(
-                "SELECT group_id, member_count, last_msg_seq FROM im_groups")},
-            "member_rows": dict(conn.execute(
-                "SELECT group_id, count(*) FROM im_members GROUP BY group_id")),
-            "plan_events": list(conn.execute(
-                "SELECT sdkappid, seq, operation FROM plan_events ORDER BY sdkappid, seq")),
+            "groups": {
+                g: (count, last)
+                for g, count, last in conn.execute(
+                    "SELECT group_id, member_count, last_msg_seq FROM im_groups"
+                )
+            },
+            "member_rows": dict(
+                conn.execute("SELECT group_id, count(*) FROM im_members GROUP BY group_id")
+            ),
+            "plan_events": list(
+                conn.execute(
+                    "SELECT sdkappid, seq, operation FROM plan_events ORDER BY sdkappid, seq"
+                )
+            ),
         }
     finally:
         conn.close()
 
 
 def test_backup_under_write_load_restores_a_consistent_database(
-        tmp_path: Path, sqlite_template: Path) -> None:
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     live, url = sqlite_db(tmp_path / "live", sqlite_template)
     backup_file = tmp_path / "backups" / "imcloud-backup.db"
     with serving(url) as env:
@@ -378,8 +438,10 @@ def test_backup_under_write_load_restores_a_consistent_database(
         joiners = [f"u{i:03}" for i in range(150)]
         v.ok(MULTI_IMPORT, {"Accounts": ["owner", *joiners[:99]]})
         v.ok(MULTI_IMPORT, {"Accounts": joiners[99:]})
-        groups = [v.ok(CREATE, {"Owner_Account": "owner", "Type": "Public", "Name": f"g{i}"}
-                       )["GroupId"] for i in range(3)]
+        groups = [
+            v.ok(CREATE, {"Owner_Account": "owner", "Type": "Public", "Name": f"g{i}"})["GroupId"]
+            for i in range(3)
+        ]
         load = Load(env.base, app, groups, joiners)
         try:
             wait_for(lambda: len(load.sent) >= 60 and len(load.joined) >= 20, what="load")
@@ -391,8 +453,9 @@ def test_backup_under_write_load_restores_a_consistent_database(
             assert report["integrity"] == "ok" and report["bytes"] > 0
             sent_before = {(g, s) for g, s, at in load.sent if at < began}
             joined_before = {(g, u) for g, u, at in load.joined if at < began}
-            wait_for(lambda: any(at > ended for _, _, at in load.sent),
-                     what="writes after the backup")  # the server kept writing throughout
+            wait_for(
+                lambda: any(at > ended for _, _, at in load.sent), what="writes after the backup"
+            )  # the server kept writing throughout
             # a restore under the running server is refused, and changes nothing
             refused = env.imcloud.refused("restore", str(backup_file))
             assert "server is using" in refused["message"], refused
@@ -425,9 +488,18 @@ def test_backup_under_write_load_restores_a_consistent_database(
             assert info["MemberNum"] == facts["groups"][g][0]
             newest = v.ok(GROUP_HISTORY, {"GroupId": g, "ReqMsgNumber": 1})["RspMsgList"]
             assert newest[0]["MsgSeq"] == facts["groups"][g][1]
-            assert v.ok(SEND_GROUP, {"GroupId": g, "Random": 1, "From_Account": "owner",
-                                     "MsgBody": text("after restore")}
-                        )["MsgSeq"] == facts["groups"][g][1] + 1
+            assert (
+                v.ok(
+                    SEND_GROUP,
+                    {
+                        "GroupId": g,
+                        "Random": 1,
+                        "From_Account": "owner",
+                        "MsgBody": text("after restore"),
+                    },
+                )["MsgSeq"]
+                == facts["groups"][g][1] + 1
+            )
 
     # restoring over the (stopped) live database keeps the one it replaces
     done = cli("restore", str(backup_file), "--db", url)
@@ -452,7 +524,8 @@ def test_backup_and_restore_send_postgresql_to_pg_dump(command: str, tmp_path: P
 
 
 def test_sigterm_drains_sockets_and_clients_resume_on_a_new_server_exactly_once(
-        tmp_path: Path, sqlite_template: Path) -> None:
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     _, url = sqlite_db(tmp_path, sqlite_template)
     imcloud = Cli(url)
     imcloud("init", "--simulated-clock", START)
@@ -465,8 +538,15 @@ def test_sigterm_drains_sockets_and_clients_resume_on_a_new_server_exactly_once(
     base = first.base
     v = V4(base, app.sdkappid, app.key)
     v.ok(MULTI_IMPORT, {"Accounts": ["owner", "alice", "bob"]})
-    gid = v.ok(CREATE, {"Owner_Account": "owner", "Type": "Public", "Name": "stream",
-                        "ApplyJoinOption": "FreeAccess"})["GroupId"]
+    gid = v.ok(
+        CREATE,
+        {
+            "Owner_Account": "owner",
+            "Type": "Public",
+            "Name": "stream",
+            "ApplyJoinOption": "FreeAccess",
+        },
+    )["GroupId"]
     acked: list[int] = []
     sending = True
 
@@ -477,9 +557,15 @@ def test_sigterm_drains_sockets_and_clients_resume_on_a_new_server_exactly_once(
             i = 0
             while sending:
                 try:
-                    r = await http.post(v.url(SEND_GROUP), json={
-                        "GroupId": gid, "Random": i, "From_Account": "owner",
-                        "MsgBody": text(f"m{i}")})
+                    r = await http.post(
+                        v.url(SEND_GROUP),
+                        json={
+                            "GroupId": gid,
+                            "Random": i,
+                            "From_Account": "owner",
+                            "MsgBody": text(f"m{i}"),
+                        },
+                    )
                     data = r.json()
                 except (httpx.HTTPError, ValueError):
                     await asyncio.sleep(0.05)
@@ -551,12 +637,15 @@ def stalled_socket(port: int, app: App, user: str) -> socket.socket:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", port))
-    query = urlencode({"sdkappid": app.sdkappid, "identifier": user,
-                       "usersig": app.sig(user)})
-    s.sendall((f"GET /v1/ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    query = urlencode({"sdkappid": app.sdkappid, "identifier": user, "usersig": app.sig(user)})
+    s.sendall(
+        (
+            f"GET /v1/ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += s.recv(1)
@@ -565,7 +654,8 @@ def stalled_socket(port: int, app: App, user: str) -> socket.socket:
 
 
 def test_sigterm_exits_in_bounded_time_when_a_client_reads_nothing(
-        tmp_path: Path, sqlite_template: Path) -> None:
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     _, url = sqlite_db(tmp_path, sqlite_template)
     imcloud = Cli(url)
     imcloud("init", "--simulated-clock", START)
@@ -574,17 +664,25 @@ def test_sigterm_exits_in_bounded_time_when_a_client_reads_nothing(
     node = Node(url, {**QUIET, "IMCLOUD_SHUTDOWN_TIMEOUT": "4", "IMCLOUD_WS_QUEUE": "100000"})
     v = V4(node.base, app.sdkappid, app.key)
     v.ok(MULTI_IMPORT, {"Accounts": ["owner", "alice", "zed"]})
-    gid = v.ok(CREATE, {"Owner_Account": "owner", "Type": "Public", "Name": "big",
-                        "MemberList": [{"Member_Account": "alice"},
-                                       {"Member_Account": "zed"}]})["GroupId"]
+    gid = v.ok(
+        CREATE,
+        {
+            "Owner_Account": "owner",
+            "Type": "Public",
+            "Name": "big",
+            "MemberList": [{"Member_Account": "alice"}, {"Member_Account": "zed"}],
+        },
+    )["GroupId"]
     zed = stalled_socket(node.server.port, app, "zed")
     count, big = 80, "x" * 65536  # 5 MiB: more than the kernel and asyncio buffer
 
     async def scenario() -> None:
         alice = await chat(node.base, app, "alice")
         for i in range(count):
-            v.ok(SEND_GROUP, {"GroupId": gid, "Random": i, "From_Account": "owner",
-                              "MsgBody": text(big)})
+            v.ok(
+                SEND_GROUP,
+                {"GroupId": gid, "Random": i, "From_Account": "owner", "MsgBody": text(big)},
+            )
         while alice.last_seq.get(gid, 0) < count:
             await alice.next()
         stopped_at = time.monotonic()

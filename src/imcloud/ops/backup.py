@@ -67,8 +67,7 @@ async def serve_lock(url: str, wait: float = 30.0) -> IO[str] | None:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 handle.close()
-                raise RuntimeError(f"{path} is being restored; try again when it is done"
-                                   ) from None
+                raise RuntimeError(f"{path} is being restored; try again when it is done") from None
             log.warning("waiting for the restore of %s to finish", path)
             await asyncio.sleep(0.5)
 
@@ -127,9 +126,14 @@ def backup(url: str, dest: Path, *, force: bool = False) -> dict[str, Any]:
     finally:
         source.close()
         partial.unlink(missing_ok=True)
-    return {"database": str(src), "backup": str(dest), "bytes": dest.stat().st_size,
-            "schema": revision, "integrity": integrity,
-            "seconds": round(time.monotonic() - started, 3)}
+    return {
+        "database": str(src),
+        "backup": str(dest),
+        "bytes": dest.stat().st_size,
+        "schema": revision,
+        "integrity": integrity,
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def restore(url: str, source: Path) -> dict[str, Any]:
@@ -144,8 +148,10 @@ def restore(url: str, source: Path) -> dict[str, Any]:
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise Refused(f"a server is using {target} (it holds {lock_path(target)}); "
-                          "stop every `imcloud serve` on it, then restore") from None
+            raise Refused(
+                f"a server is using {target} (it holds {lock_path(target)}); "
+                "stop every `imcloud serve` on it, then restore"
+            ) from None
         return _install(source, target)
 
 
@@ -164,7 +170,8 @@ def _install(source: Path, target: Path) -> dict[str, Any]:
         kept = None
         if target.exists():  # keep the old database, with its WAL, beside the new one
             kept = target.with_name(
-                f"{target.name}.pre-restore-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}")
+                f"{target.name}.pre-restore-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+            )
             os.link(target, kept)
         for suffix in SIDE_FILES:  # an old WAL must never meet the new file
             side = target.with_name(target.name + suffix)
@@ -178,6 +185,10 @@ def _install(source: Path, target: Path) -> dict[str, Any]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
-    return {"database": str(target), "restored_from": str(source),
-            "previous": str(kept) if kept else None, "schema": revision,
-            "integrity": integrity}
+    return {
+        "database": str(target),
+        "restored_from": str(source),
+        "previous": str(kept) if kept else None,
+        "schema": revision,
+        "integrity": integrity,
+    }

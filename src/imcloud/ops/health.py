@@ -60,8 +60,9 @@ async def _check(name: str, work: Any) -> tuple[str, str | None]:
 async def check(db: Database, broker: Broker) -> Readiness:
     """Both checks at once; the body names each one's outcome (an error's class only:
     details, which may name hosts, go to the log)."""
-    results = await asyncio.gather(_check("database", _database(db)),
-                                   _check("broker", _broker(broker)))
+    results = await asyncio.gather(
+        _check("database", _database(db)), _check("broker", _broker(broker))
+    )
     checks = {name: ("ok" if error is None else error) for name, error in results}
     if isinstance(broker, MemoryBroker):
         checks["broker"] = "ok (in-process)"
@@ -77,8 +78,11 @@ class Watch:
     def saw(self, r: Readiness) -> None:
         if r.failed != self.failed:
             if r.failed:
-                log.warning("not ready: %s", ", ".join(f"{n}: {r.checks[n]}" for n in r.failed),
-                            extra={"failed": r.failed})
+                log.warning(
+                    "not ready: %s",
+                    ", ".join(f"{n}: {r.checks[n]}" for n in r.failed),
+                    extra={"failed": r.failed},
+                )
             else:
                 log.info("ready again")
             self.failed = list(r.failed)

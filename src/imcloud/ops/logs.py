@@ -27,15 +27,21 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("imcloud_request_id", default=No
 access = logging.getLogger("imcloud.access")
 
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_SECRET_NAMES = (r"usersig|user_sig|secret[_-]?key|secretkey|password|passwd|pwd|"
-                 r"csrf[_-]?token|x-csrf-token|imcloud_session|imcloud_csrf|"
-                 r"set-cookie|cookie|authorization|token")
+_SECRET_NAMES = (
+    r"usersig|user_sig|secret[_-]?key|secretkey|password|passwd|pwd|"
+    r"csrf[_-]?token|x-csrf-token|imcloud_session|imcloud_csrf|"
+    r"set-cookie|cookie|authorization|token"
+)
 _SECRET = re.compile(rf"(?i)((?:{_SECRET_NAMES})[\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}}]+)")
 _SECRET_KEY = re.compile(rf"(?i)(?:{_SECRET_NAMES})")
 REDACTED = "[redacted]"
 # LogRecord attributes that are not extra fields (uvicorn adds `color_message`).
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message", "asctime", "color_message", "taskName"}
+    "message",
+    "asctime",
+    "color_message",
+    "taskName",
+}
 
 
 def request_id_of(scope: Any) -> str:
@@ -111,8 +117,10 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={v}" for k, v in _fields(record).items())
-        line = (f"{_time(record)} {record.levelname} {record.name} "
-                f"[{REQUEST_ID.get() or '-'}] {redact(record.getMessage())}")
+        line = (
+            f"{_time(record)} {record.levelname} {record.name} "
+            f"[{REQUEST_ID.get() or '-'}] {redact(record.getMessage())}"
+        )
         if fields:
             line += " " + fields
         if record.exc_info:
@@ -133,10 +141,16 @@ def config(settings: Settings) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"imcloud": {
-            "()": JsonFormatter if settings.log_format == "json" else TextFormatter}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "imcloud",
-                                "stream": "ext://sys.stderr"}},
+        "formatters": {
+            "imcloud": {"()": JsonFormatter if settings.log_format == "json" else TextFormatter}
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "imcloud",
+                "stream": "ext://sys.stderr",
+            }
+        },
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True, "level": level},
@@ -154,16 +168,43 @@ def http_line(method: str, path: str, status: int, seconds: float) -> None:
     """The access line of a request that is not a v4 call."""
     level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
     if access.isEnabledFor(level):
-        access.log(level, "%s %s %d", method, path[:200], status,
-                   extra={"status": status, "duration_ms": round(seconds * 1000, 2)})
+        access.log(
+            level,
+            "%s %s %d",
+            method,
+            path[:200],
+            status,
+            extra={"status": status, "duration_ms": round(seconds * 1000, 2)},
+        )
 
 
-def v4_line(method: str, service: str, name: str, command: str, sdkappid: str | None,
-            code: int, seconds: float) -> None:
+def v4_line(
+    method: str,
+    service: str,
+    name: str,
+    command: str,
+    sdkappid: str | None,
+    code: int,
+    seconds: float,
+) -> None:
     """The access line of a v4 call: its command, app and ErrorCode (HTTP is always 200)."""
     if access.isEnabledFor(logging.INFO):
-        appid = int(sdkappid) if sdkappid and sdkappid.isascii() and sdkappid.isdigit() \
-            and len(sdkappid) <= 12 else None
-        access.info("%s /v4/%s/%s %d", method, service, name[:100], code, extra={
-            "command": command, "sdkappid": appid, "error_code": code, "status": 200,
-            "duration_ms": round(seconds * 1000, 2)})
+        appid = (
+            int(sdkappid)
+            if sdkappid and sdkappid.isascii() and sdkappid.isdigit() and len(sdkappid) <= 12
+            else None
+        )
+        access.info(
+            "%s /v4/%s/%s %d",
+            method,
+            service,
+            name[:100],
+            code,
+            extra={
+                "command": command,
+                "sdkappid": appid,
+                "error_code": code,
+                "status": 200,
+                "duration_ms": round(seconds * 1000, 2),
+            },
+        )

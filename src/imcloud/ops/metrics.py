@@ -43,22 +43,27 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 INTERNAL = int(Code.INTERNAL)
 
 V4_REQUESTS = Counter(
-    "imcloud_v4_requests", "v4 REST calls answered, by command and ErrorCode (0 = OK).",
-    ["command", "code"])
+    "imcloud_v4_requests",
+    "v4 REST calls answered, by command and ErrorCode (0 = OK).",
+    ["command", "code"],
+)
 V4_SECONDS = Counter(
     "imcloud_v4_request_seconds",
     "Seconds spent answering v4 calls, by command (divided by the requests: mean latency).",
-    ["command"])
+    ["command"],
+)
 REFUSALS = Counter(
     "imcloud_refusals",
     "Requests refused with an ErrorCode (limits, rate limits, checks), by surface "
     "(v4 = REST, ws = WebSocket login and frames) and code.",
-    ["surface", "code"])
+    ["surface", "code"],
+)
 BILL_RUNS = Counter("imcloud_bill_runs", "Monthly bill runs (B6) finished by this process.")
 BILLS_ISSUED = Counter("imcloud_bills_issued", "Bills inserted by this process's bill runs.")
 HOUSEKEEPING_FAILURES = Counter(
     "imcloud_housekeeping_failures",
-    "Passes of the housekeeping loop (bill runs, retention, usage) that failed.")
+    "Passes of the housekeeping loop (bill runs, retention, usage) that failed.",
+)
 BUILD = Info("imcloud_build", "The imcloud version this node runs.")
 BUILD.info({"version": _version()})
 
@@ -71,8 +76,10 @@ def v4_request(command: str, code: int, seconds: float) -> None:
     "unknown")."""
     pair = _v4.get((command, code))
     if pair is None:
-        pair = _v4[(command, code)] = (V4_REQUESTS.labels(command, str(code)),
-                                       V4_SECONDS.labels(command))
+        pair = _v4[(command, code)] = (
+            V4_REQUESTS.labels(command, str(code)),
+            V4_SECONDS.labels(command),
+        )
     pair[0].inc()
     pair[1].inc(seconds)
     if code and code != INTERNAL:
@@ -111,12 +118,15 @@ class _HubCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         hubs = list(self.hubs)
         yield GaugeMetricFamily(
-            "imcloud_ws_connections", "Open WebSocket sessions on this node.",
-            value=sum(h.connections for h in hubs))
+            "imcloud_ws_connections",
+            "Open WebSocket sessions on this node.",
+            value=sum(h.connections for h in hubs),
+        )
         yield CounterMetricFamily(
             "imcloud_ws_messages_delivered",
             "Messages (group and one-to-one) handed to WebSocket sessions on this node.",
-            value=sum(h.deliveries for h in hubs))
+            value=sum(h.deliveries for h in hubs),
+        )
 
 
 _hubs = _HubCollector()

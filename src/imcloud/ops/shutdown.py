@@ -52,10 +52,13 @@ async def drain(hub: Any, seconds: float) -> dict[str, int]:
     closing = [s.closing for s in sessions if s.closing is not None]
     if closing:
         await asyncio.wait(closing, timeout=max(0.1, deadline - loop.time()))
-    result = {"sessions": len(sessions), "flushed": flushed,
-              "cut_short": len(sessions) - flushed}
-    log.info("drained %d WebSocket sessions (%d with their queue sent)", len(sessions),
-             flushed, extra=result)
+    result = {"sessions": len(sessions), "flushed": flushed, "cut_short": len(sessions) - flushed}
+    log.info(
+        "drained %d WebSocket sessions (%d with their queue sent)",
+        len(sessions),
+        flushed,
+        extra=result,
+    )
     return result
 
 
@@ -72,8 +75,10 @@ class DrainingServer(uvicorn.Server):
             server.close()
         hub = getattr(self.imcloud_app.state, "hub", None)
         if hub is not None:
-            log.info("stopping: no new connections; draining WebSocket sessions for at "
-                     "most %g s", self.drain_seconds)
+            log.info(
+                "stopping: no new connections; draining WebSocket sessions for at most %g s",
+                self.drain_seconds,
+            )
             try:
                 await drain(hub, self.drain_seconds)
             except Exception:  # never let a failed drain keep the process up
