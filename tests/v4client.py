@@ -21,8 +21,9 @@ from tests.integration.test_serve import free_port, wait_until_up
 class Server:
     """`imcloud serve` as a separate process (or several, sharing one database)."""
 
-    def __init__(self, db_url: str, env: dict[str, str] | None = None):
-        self.port = free_port()
+    def __init__(self, db_url: str, env: dict[str, str] | None = None,
+                 port: int | None = None):
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         exe = str(Path(sys.executable).with_name("imcloud"))
         self.proc = subprocess.Popen(
@@ -46,13 +47,14 @@ class Node:
     """`imcloud serve` whose stderr is drained as it runs (a full pipe would stall it
     under load) and kept, so a test can check that no request logged an error."""
 
-    def __init__(self, db_url: str, env: dict[str, str] | None = None):
+    def __init__(self, db_url: str, env: dict[str, str] | None = None,
+                 port: int | None = None):
         for attempt in itertools.count(1):
             try:
-                self.server = Server(db_url, env)
+                self.server = Server(db_url, env, port)
                 break
             except AssertionError as e:  # the free port was taken before it bound it
-                if "address already in use" not in str(e) or attempt == 3:
+                if "address already in use" not in str(e) or attempt == 3 or port:
                     raise
         self.base = self.server.base
         self.lines: list[str] = []

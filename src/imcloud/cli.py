@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -721,25 +723,101 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port")] = None,
     db: DbOpt = None,
 ) -> None:
-    """Serve the console and APIs (http://127.0.0.1:8080 by default)."""
+    """Serve the console and APIs (http://127.0.0.1:8080 by default).
+
+    SIGTERM drains: WebSockets get what was queued for them, then close with 1012 and
+    resume elsewhere; in-flight requests finish; the process exits 0.
+    """
     import uvicorn
 
     from imcloud.api.app import create_app
-
-    settings = Settings.from_env(db)
     from imcloud.api.fastpath import FastPath
+    from imcloud.ops import logs, shutdown
     from imcloud.realtime.lean_ws import LeanWSProtocol
 
-    uvicorn.run(
-        FastPath(create_app(settings)),
+    settings = Settings.from_env(db)
+    app = create_app(settings)
+    half = settings.shutdown_seconds / 2  # half to drain sockets, half for the rest
+    config = uvicorn.Config(
+        FastPath(app),
         host=host or settings.host,
         port=port or settings.port,
-        log_level="info",
+        log_config=logs.config(settings),
+        log_level=settings.log_level,
+        access_log=False,  # ours (ops/logs.py) has the request id and no query string
         # uvicorn's wsproto protocol, slimmed for idle sockets (realtime/lean_ws.py);
         # IMCLOUD_WS_IMPL names one of uvicorn's own instead ("wsproto", "websockets")
         ws=os.environ.get("IMCLOUD_WS_IMPL") or LeanWSProtocol,
         ws_per_message_deflate=settings.ws_compression,
+        timeout_graceful_shutdown=max(1, math.ceil(half)),
     )
+    server = shutdown.DrainingServer(config, app, half)
+    shutdown.exit_zero_on_sigterm()
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's startup failure status (port taken, app failed)
+
+
+# ---------------------------------------------------------------- backup
+
+
+def _not_sqlite(command: str, as_json: bool) -> NoReturn:
+    message = (f"`imcloud {command}` works on the SQLite default; this database is "
+               "PostgreSQL: use pg_dump (e.g. `pg_dump -Fc -f imcloud.dump URL`) and "
+               "pg_restore (`pg_restore --clean -d URL imcloud.dump`)")
+    if as_json:
+        print(json.dumps({"error": {"code": None, "rule": None, "message": message}}))
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+@cli.command("backup")
+def backup_cmd(
+    path: Annotated[Path, typer.Argument(help="Where to write the copy")],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")]
+    = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy the SQLite database to PATH, online: servers keep running and writing."""
+    from imcloud.ops import backup
+
+    settings = Settings.from_env(db)
+    try:
+        result = backup.backup(settings.database_url, path, force=force)
+    except backup.NotSqlite:
+        _not_sqlite("backup", as_json)
+    except Refused as e:
+        _refuse(e, as_json)
+    _emit(result, as_json, lambda r: out.print(
+        f"Backed up {r['database']} to {r['backup']} ({r['bytes']} bytes, "
+        f"integrity {r['integrity']}, {r['seconds']} s)"))
+
+
+@cli.command("restore")
+def restore_cmd(
+    path: Annotated[Path, typer.Argument(help="A file made by `imcloud backup`")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace the SQLite database with the backup at PATH (no server may be running
+    on it); the replaced database is kept beside it."""
+    from imcloud.ops import backup
+
+    settings = Settings.from_env(db)
+    try:
+        result = backup.restore(settings.database_url, path)
+    except backup.NotSqlite:
+        _not_sqlite("restore", as_json)
+    except Refused as e:
+        _refuse(e, as_json)
+
+    def human(r: dict[str, Any]) -> None:
+        out.print(f"Restored {r['database']} from {r['restored_from']}")
+        if r["previous"]:
+            out.print(f"The database it replaced is kept as {r['previous']}")
+
+    _emit(result, as_json, human)
 
 
 def main() -> None:

@@ -22,6 +22,10 @@ class Settings:
     broker_url: str | None = None  # redis://... for several nodes; None = in-process
     ws_queue: int = 1000  # frames a slow client may fall behind before it is dropped
     ws_compression: bool = False  # per-message deflate costs ~100 KiB per connection
+    log_format: Literal["json", "text"] = "json"  # `imcloud serve`'s log lines
+    log_level: str = "info"
+    access_log: bool = True  # one line per HTTP request (docs/operations.md)
+    shutdown_seconds: float = 10.0  # SIGTERM: drain sockets, finish requests, exit
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -38,6 +42,10 @@ class Settings:
             broker_url=os.environ.get("IMCLOUD_BROKER_URL") or None,
             ws_queue=int(os.environ.get("IMCLOUD_WS_QUEUE", "1000")),
             ws_compression=os.environ.get("IMCLOUD_WS_COMPRESSION", "") in ("1", "true"),
+            log_format=_log_format(os.environ.get("IMCLOUD_LOG_FORMAT", "json")),
+            log_level=_log_level(os.environ.get("IMCLOUD_LOG_LEVEL", "info")),
+            access_log=_flag(os.environ.get("IMCLOUD_ACCESS_LOG", "on"), "IMCLOUD_ACCESS_LOG"),
+            shutdown_seconds=float(os.environ.get("IMCLOUD_SHUTDOWN_TIMEOUT", "10")),
         )
 
 
@@ -45,3 +53,23 @@ def _proration(value: str) -> Literal["month", "daily"]:
     if value not in ("month", "daily"):
         raise ValueError("IMCLOUD_BILLING_PRORATION is 'month' or 'daily'")
     return "month" if value == "month" else "daily"
+
+
+def _log_format(value: str) -> Literal["json", "text"]:
+    if value not in ("json", "text"):
+        raise ValueError("IMCLOUD_LOG_FORMAT is 'json' or 'text'")
+    return "json" if value == "json" else "text"
+
+
+def _log_level(value: str) -> str:
+    if value.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ValueError("IMCLOUD_LOG_LEVEL is debug, info, warning, error or critical")
+    return value.lower()
+
+
+def _flag(value: str, name: str) -> bool:
+    if value.lower() in ("1", "true", "on", "yes"):
+        return True
+    if value.lower() in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name} is 'on' or 'off'")

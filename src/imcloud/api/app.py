@@ -9,15 +9,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from imcloud import catalog as catalog_mod
 from imcloud import console
 from imcloud.api import v4
 from imcloud.billing import Policy
 from imcloud.catalog import Catalog
+from imcloud.ops import backup, health, metrics
 from imcloud.realtime import gateway
 from imcloud.realtime.broker import from_url as broker_from_url
 from imcloud.realtime.hub import Hub
@@ -44,6 +45,7 @@ async def _housekeeping(db: Database, catalog: Catalog, settings: Settings) -> N
             await usage.snapshot_counts(db, now.astimezone(settings.billing_tz).date())
             await messages.purge_expired(db, now)
         except Exception:  # keep serving; the next pass retries
+            metrics.HOUSEKEEPING_FAILURES.inc()
             log.exception("housekeeping failed")
         await asyncio.sleep(settings.bill_check_seconds)
 
@@ -53,11 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        serving = await backup.serve_lock(settings.database_url)  # restore waits for it
         app.state.db = Database(settings.database_url)
         app.state.settings = settings
         app.state.catalog = catalog_mod.load()
         app.state.hub = Hub(app.state.db, broker_from_url(settings.broker_url))
+        app.state.readiness = health.Watch()
         await app.state.hub.start(settings.billing_tz)
+        metrics.watch(app.state.hub)
         biller = asyncio.create_task(_housekeeping(app.state.db, app.state.catalog, settings))
         try:
             yield
@@ -65,8 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             biller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await biller
+            metrics.unwatch(app.state.hub)
             await app.state.hub.stop()
             await app.state.db.dispose()
+            if serving is not None:
+                serving.close()
 
     app = FastAPI(title="imcloud", version="0.1.0", lifespan=lifespan)
     v4.mount(app)
@@ -90,6 +98,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers (it checks nothing else)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: 200 when the database and the broker answer; 503 naming what failed."""
+        state = request.app.state
+        result = await health.check(state.db, state.hub.broker)
+        state.readiness.saw(result)
+        return JSONResponse(result.body(), status_code=200 if result.ready else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics_endpoint() -> Response:
+        """Prometheus metrics of this node (docs/operations.md lists them)."""
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     return app

@@ -28,6 +28,7 @@ from imcloud import events
 from imcloud.api import v4_schemas as s
 from imcloud.errors import Code, NotFound, Refused, refuse
 from imcloud.im import usersig
+from imcloud.ops import logs, metrics
 from imcloud.services import apps, groups, im_accounts, messages, tenant
 from imcloud.services.tenant import Tenant
 from imcloud.store.db import Database
@@ -60,10 +61,20 @@ def command(service: str, name: str, body: type[BaseModel], *, read_only: bool =
     return register
 
 
-def envelope(code: int = 0, info: str = "", **reply: Any) -> Response:
+class Envelope(Response):
+    """A v4 reply; `code` is its ErrorCode, for the metrics and the access log."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: bytes, code: int):
+        super().__init__(content)
+        self.code = code
+
+
+def envelope(code: int = 0, info: str = "", **reply: Any) -> Envelope:
     body = {"ActionStatus": "OK" if code == 0 else "FAIL", "ErrorCode": code, "ErrorInfo": info}
     body.update(reply)
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Envelope(orjson.dumps(body), code)
 
 
 def _field_error(e: ValidationError) -> str:
@@ -92,7 +103,19 @@ def _retryable(e: DBAPIError) -> bool:
     return any(k in text for k in ("deadlock", "could not serialize", "database is locked"))
 
 
-async def dispatch(request: Request, service: str, name: str) -> Response:
+async def dispatch(request: Request, service: str, name: str) -> Envelope:
+    """Answer one v4 call; count it (ops/metrics.py) and log one line (ops/logs.py)."""
+    started = time.perf_counter()
+    response = await _answer(request, service, name)
+    seconds = time.perf_counter() - started
+    command = f"{service}/{name}" if (service, name) in COMMANDS else "unknown"
+    metrics.v4_request(command, response.code, seconds)
+    logs.v4_line(request.method, service, name, command,
+                 request.query_params.get("sdkappid"), response.code, seconds)
+    return response
+
+
+async def _answer(request: Request, service: str, name: str) -> Envelope:
     """Checks in SPEC §7 order: 60012/60006 → 60016 → 70xxx → 60010 → 10003 → 10004 →
     the command's own limits."""
     q = request.query_params

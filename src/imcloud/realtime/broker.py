@@ -75,14 +75,23 @@ class RedisBroker:
         self.handler: Handler | None = None
 
     async def start(self, handler: Handler) -> None:
+        """Subscribe and listen; a Redis that is down does not stop the node from
+        starting (it is not ready, /readyz says so) — the listener keeps trying."""
         self.handler = handler
-        await self.pubsub.subscribe(ALL)
+        try:
+            await self.pubsub.subscribe(ALL)
+        except Exception as e:
+            log.warning("redis broker unreachable (%s); retrying", e)
         self.task = asyncio.create_task(self._listen())
 
     async def _listen(self) -> None:
+        delay = 0.5
         while True:
             try:
+                if not self.pubsub.subscribed:
+                    await self.pubsub.subscribe(ALL)
                 async for message in self.pubsub.listen():
+                    delay = 0.5
                     if message.get("type") != "message" or self.handler is None:
                         continue
                     try:
@@ -91,9 +100,10 @@ class RedisBroker:
                         log.exception("event handler failed")
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("redis listener failed; reconnecting")
-                await asyncio.sleep(0.5)
+            except Exception as e:
+                log.warning("redis broker unreachable (%s); retrying in %g s", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def publish(self, channel: str, event: Event) -> None:
         await self.redis.publish(channel, orjson.dumps(event))

@@ -35,6 +35,7 @@ from imcloud import events
 from imcloud.api import v4_schemas as s
 from imcloud.errors import Code, NotFound, Refused, refuse
 from imcloud.im import rules, usersig
+from imcloud.ops import metrics
 from imcloud.realtime.hub import CLOSE_DISABLED, Hub, Session
 from imcloud.services import activity, apps, groups, messages, tenant
 from imcloud.services.im_accounts import must_exist
@@ -137,6 +138,7 @@ async def gateway(ws: Socket) -> None:
     try:
         app_id, user, revision, since = await _login(ws)
     except Refused as e:
+        metrics.refused("ws", e.code)
         await _send(ws, {"op": "error", "code": e.code, "info": e.message})
         await ws.close(code=CLOSE_DISABLED if e.code == Code.APP_DISABLED else 4001)
         return
@@ -237,6 +239,7 @@ async def _handle(ws: Socket, hub: Hub, session: Session, raw: str) -> None:
         reply = await OPS[str(op)](ws, hub, session, req)
         session.push({"op": "ack", "id": rid, "code": 0, **reply})
     except Refused as e:
+        metrics.refused("ws", e.code)
         session.push({"op": "ack", "id": rid, "code": e.code, "info": e.message})
 
 

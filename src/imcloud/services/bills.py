@@ -28,6 +28,7 @@ from imcloud.billing import BillLine, DailyUsage, Policy
 from imcloud.catalog import Catalog
 from imcloud.clock import iso, month_of, month_start, next_month
 from imcloud.errors import NotFound, Refused
+from imcloud.ops import metrics
 from imcloud.plans import AppPlan, Operation
 from imcloud.services import apps, clock
 from imcloud.services.usage import month_days
@@ -191,6 +192,7 @@ async def run_month(
         await conn.execute(
             _insert(conn)(bill_runs).values(month=key, finished_at=now, bills_issued=after)
             .on_conflict_do_nothing())
+    metrics.bill_run(after - before)
     return RunResult(key, after, after - before)
 
 

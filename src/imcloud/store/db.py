@@ -43,7 +43,8 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 5):
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
+        # SQL errors name the statement, never its values (keys, hashes): logs hold no secrets
+        kwargs: dict[str, Any] = {"hide_parameters": True}
         if self.is_sqlite:
             path = sqlite_path(self.url)
             if path is not None:
