@@ -22,9 +22,17 @@ class Settings:
     broker_url: str | None = None  # redis://... for several nodes; None = in-process
     ws_queue: int = 1000  # frames a slow client may fall behind before it is dropped
     ws_compression: bool = False  # per-message deflate costs ~100 KiB per connection
+    # Frequency limits (SPEC §7); 0 = no limit. Tencent's defaults.
+    rest_calls_per_second: int = 200  # 60007: v4 calls per app
+    group_messages_per_second: int = 40  # 10023: messages per group, REST and WebSocket
+    net_new_groups_per_day: int | None = None  # 10006: None = the catalog's (10,000)
+    # Where the rate limits live: None = in-process (one node); redis://... = shared.
+    # from_env defaults it to broker_url: nodes that share a broker share their limits.
+    rate_limit_url: str | None = None
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
+        broker_url = os.environ.get("IMCLOUD_BROKER_URL") or None
         return cls(
             database_url=database_url
             or os.environ.get("IMCLOUD_DATABASE_URL")
@@ -35,10 +43,27 @@ class Settings:
             bill_day=int(os.environ.get("IMCLOUD_BILL_DAY", "3")),
             proration=_proration(os.environ.get("IMCLOUD_BILLING_PRORATION", "month")),
             bill_check_seconds=float(os.environ.get("IMCLOUD_BILL_CHECK_SECONDS", "5")),
-            broker_url=os.environ.get("IMCLOUD_BROKER_URL") or None,
+            broker_url=broker_url,
             ws_queue=int(os.environ.get("IMCLOUD_WS_QUEUE", "1000")),
             ws_compression=os.environ.get("IMCLOUD_WS_COMPRESSION", "") in ("1", "true"),
+            rest_calls_per_second=_count("IMCLOUD_REST_CALLS_PER_SECOND",
+                                         cls.rest_calls_per_second),
+            group_messages_per_second=_count("IMCLOUD_GROUP_MESSAGES_PER_SECOND",
+                                             cls.group_messages_per_second),
+            net_new_groups_per_day=(_count("IMCLOUD_NET_NEW_GROUPS_PER_DAY", 0)
+                                    if os.environ.get("IMCLOUD_NET_NEW_GROUPS_PER_DAY")
+                                    else None),
+            rate_limit_url=os.environ.get("IMCLOUD_RATE_LIMIT_URL") or broker_url,
         )
+
+
+def _count(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"{name} is a whole number (0 = no limit), not {raw!r}")
+    return int(raw)
 
 
 def _proration(value: str) -> Literal["month", "daily"]:
