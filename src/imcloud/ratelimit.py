@@ -143,8 +143,11 @@ class RedisLimiter:
         try:
             admitted = await self.script(keys=[PREFIX + key], args=[limit, self.window_us, member])
         except Exception as e:
-            log.warning("rate limits are per node for %.0f s: Redis failed (%s)",
-                        RETRY_AFTER, type(e).__name__)
+            log.warning(
+                "rate limits are per node for %.0f s: Redis failed (%s)",
+                RETRY_AFTER,
+                type(e).__name__,
+            )
             self.down_until = time.monotonic() + RETRY_AFTER
             return await self.fallback.take(key, limit)
         return Ticket(key, member) if admitted == 1 else None

@@ -46,13 +46,17 @@ class Settings:
             broker_url=broker_url,
             ws_queue=int(os.environ.get("IMCLOUD_WS_QUEUE", "1000")),
             ws_compression=os.environ.get("IMCLOUD_WS_COMPRESSION", "") in ("1", "true"),
-            rest_calls_per_second=_count("IMCLOUD_REST_CALLS_PER_SECOND",
-                                         cls.rest_calls_per_second),
-            group_messages_per_second=_count("IMCLOUD_GROUP_MESSAGES_PER_SECOND",
-                                             cls.group_messages_per_second),
-            net_new_groups_per_day=(_count("IMCLOUD_NET_NEW_GROUPS_PER_DAY", 0)
-                                    if os.environ.get("IMCLOUD_NET_NEW_GROUPS_PER_DAY")
-                                    else None),
+            rest_calls_per_second=_count(
+                "IMCLOUD_REST_CALLS_PER_SECOND", cls.rest_calls_per_second
+            ),
+            group_messages_per_second=_count(
+                "IMCLOUD_GROUP_MESSAGES_PER_SECOND", cls.group_messages_per_second
+            ),
+            net_new_groups_per_day=(
+                _count("IMCLOUD_NET_NEW_GROUPS_PER_DAY", 0)
+                if os.environ.get("IMCLOUD_NET_NEW_GROUPS_PER_DAY")
+                else None
+            ),
             rate_limit_url=os.environ.get("IMCLOUD_RATE_LIMIT_URL") or broker_url,
         )
 

@@ -93,8 +93,10 @@ def densest(shots: list[Shot], span: float = 1.0) -> int:
     """The most admitted calls provably admitted within one `span`: sent at or after its
     start, answered by its end (the limiter decided in between)."""
     ok = sorted((s for s in shots if s.code == OK), key=lambda s: s.sent)
-    return max((sum(1 for s in ok[i:] if s.done <= first.sent + span)
-                for i, first in enumerate(ok)), default=0)
+    return max(
+        (sum(1 for s in ok[i:] if s.done <= first.sent + span) for i, first in enumerate(ok)),
+        default=0,
+    )
 
 
 def duration(shots: list[Shot]) -> float:
@@ -105,8 +107,9 @@ def admitted(shots: list[Shot]) -> list[Shot]:
     return [s for s in shots if s.code == OK]
 
 
-async def hammer(workers: list[tuple[str, Callable[[], Awaitable[tuple[int, str]]]]],
-                 seconds: float) -> list[Shot]:
+async def hammer(
+    workers: list[tuple[str, Callable[[], Awaitable[tuple[int, str]]]]], seconds: float
+) -> list[Shot]:
     """Every worker calls as fast as it is answered until `seconds` pass."""
     shots: list[Shot] = []
     deadline = time.monotonic() + seconds
@@ -121,8 +124,7 @@ async def hammer(workers: list[tuple[str, Callable[[], Awaitable[tuple[int, str]
     return shots
 
 
-async def paced(call: Callable[[], Awaitable[int]], per_second: float, seconds: float
-                ) -> list[int]:
+async def paced(call: Callable[[], Awaitable[int]], per_second: float, seconds: float) -> list[int]:
     """A well-behaved client: `per_second` calls, evenly spaced."""
     codes = []
     for _ in range(int(per_second * seconds)):
@@ -134,12 +136,24 @@ async def paced(call: Callable[[], Awaitable[int]], per_second: float, seconds: 
 class Rest:
     """v4 calls as the app's admin (or another identifier) that return the ErrorCode."""
 
-    def __init__(self, base: str, app: App, http: httpx.AsyncClient,
-                 identifier: str = "administrator", sig: str | None = None):
+    def __init__(
+        self,
+        base: str,
+        app: App,
+        http: httpx.AsyncClient,
+        identifier: str = "administrator",
+        sig: str | None = None,
+    ):
         self.base, self.app, self.http = base, app, http
-        self.query = urlencode({"sdkappid": app.sdkappid, "identifier": identifier,
-                                "usersig": sig if sig is not None else app.sig(identifier),
-                                "random": 1, "contenttype": "json"})
+        self.query = urlencode(
+            {
+                "sdkappid": app.sdkappid,
+                "identifier": identifier,
+                "usersig": sig if sig is not None else app.sig(identifier),
+                "random": 1,
+                "contenttype": "json",
+            }
+        )
 
     async def __call__(self, path: str, body: Any = None) -> dict[str, Any]:
         r = await self.http.post(f"{self.base}/v4/{path}?{self.query}", json=body or {})
@@ -177,8 +191,10 @@ async def db_rows(db_url: str, query: sa.Select[Any]) -> list[Any]:
 
 
 def limits(rest: int, messages: int, net_new: int | None = None) -> dict[str, str]:
-    env = {"IMCLOUD_REST_CALLS_PER_SECOND": str(rest),
-           "IMCLOUD_GROUP_MESSAGES_PER_SECOND": str(messages)}
+    env = {
+        "IMCLOUD_REST_CALLS_PER_SECOND": str(rest),
+        "IMCLOUD_GROUP_MESSAGES_PER_SECOND": str(messages),
+    }
     if net_new is not None:
         env["IMCLOUD_NET_NEW_GROUPS_PER_DAY"] = str(net_new)
     return env
@@ -190,9 +206,10 @@ def limits(rest: int, messages: int, net_new: int | None = None) -> dict[str, st
 @pytest.fixture(scope="module", params=BACKENDS)
 def rest_cluster(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Env]:
     """Two nodes sharing a database and Redis, REST_LIMIT calls per second per app."""
-    with (fresh_database(request, request.param) as url,
-          serving(url, nodes=2, env={"IMCLOUD_BROKER_URL": redis_url,
-                                     **limits(REST_LIMIT, 0)}) as e):
+    with (
+        fresh_database(request, request.param) as url,
+        serving(url, nodes=2, env={"IMCLOUD_BROKER_URL": redis_url, **limits(REST_LIMIT, 0)}) as e,
+    ):
         yield e
 
 
@@ -232,23 +249,29 @@ def test_60007_rest_rate_limit_shared_by_two_nodes(rest_cluster: Env) -> None:
             def reader(rest: Rest) -> Callable[[], Awaitable[tuple[int, str]]]:
                 async def call() -> tuple[int, str]:
                     return await rest.code(INFO, {"GroupIdList": [gid]}), ""
+
                 return call
 
             def writer(rest: Rest) -> Callable[[], Awaitable[tuple[int, str]]]:
                 async def call() -> tuple[int, str]:
                     user = f"u{next(serial)}"
                     return await rest.code(IMPORT, {"UserID": user}), user
+
                 return call
 
-            workers = [(f"node{i}", make(rest)) for i, rest in enumerate(rests)
-                       for make in (reader, writer, reader, writer)]
+            workers = [
+                (f"node{i}", make(rest))
+                for i, rest in enumerate(rests)
+                for make in (reader, writer, reader, writer)
+            ]
             others = [Rest(n.base, other, http) for n in env.nodes]
 
             async def polite() -> int:  # a third of the limit, alternating nodes
                 return await others[next(serial) % 2].code(CHECK, CHECK_ONE)
 
             shots, polite_codes = await asyncio.gather(
-                hammer(workers, BLAST), paced(polite, REST_LIMIT / 3, BLAST))
+                hammer(workers, BLAST), paced(polite, REST_LIMIT / 3, BLAST)
+            )
 
         assert {s.code for s in shots} == {OK, REST_FREQUENCY}, codes_of(shots)
         for node in ("node0", "node1"):
@@ -262,8 +285,10 @@ def test_60007_rest_rate_limit_shared_by_two_nodes(rest_cluster: Env) -> None:
         imported = {s.what for s in ok if s.what}
         tried = {s.what for s in shots if s.what}
         assert imported and tried - imported
-        rows = await db_rows(env.db_url, sa.select(im_accounts.c.user_id)
-                             .where(im_accounts.c.sdkappid == app.sdkappid))
+        rows = await db_rows(
+            env.db_url,
+            sa.select(im_accounts.c.user_id).where(im_accounts.c.sdkappid == app.sdkappid),
+        )
         assert {r.user_id for r in rows} == imported  # refused imports left no account
 
     run(scenario())
@@ -280,22 +305,26 @@ def test_60007_counts_authenticated_calls_only(single: str) -> None:
         async def scenario() -> None:
             async with httpx.AsyncClient(timeout=30) as http:
                 admin = Rest(env.base, app, http)
-                junk = [Rest(env.base, app, http,
-                             sig=user_sig(app.sdkappid, "0" * 64, "administrator")),
-                        Rest(env.base, app, http, identifier="bob")]
+                junk = [
+                    Rest(
+                        env.base, app, http, sig=user_sig(app.sdkappid, "0" * 64, "administrator")
+                    ),
+                    Rest(env.base, app, http, identifier="bob"),
+                ]
                 await admin.ok(MULTI_IMPORT, {"Accounts": ["bob"]})
                 await asyncio.sleep(1.1)
-                codes = await gather_codes(*(junk[i % 2].code(CHECK, CHECK_ONE)
-                                             for i in range(40)))
+                codes = await gather_codes(*(junk[i % 2].code(CHECK, CHECK_ONE) for i in range(40)))
                 assert codes == [NOT_ADMIN] * 20 + [BAD_SIGNATURE] * 20
-                codes = await gather_codes(*(admin.code(CHECK, CHECK_ONE)
-                                             for _ in range(limit + 3)))
+                codes = await gather_codes(
+                    *(admin.code(CHECK, CHECK_ONE) for _ in range(limit + 3))
+                )
                 assert codes == [OK] * limit + [REST_FREQUENCY] * 3
 
                 await asyncio.sleep(1.1)
                 codes = await gather_codes(
                     *(admin.code(f"{LOGIN}/no_such_command") for _ in range(limit - 1)),
-                    admin.code(IMPORT, {}))
+                    admin.code(IMPORT, {}),
+                )
                 assert codes == [UNKNOWN_COMMAND] * (limit - 1) + [INVALID_PARAMETER]
                 assert await admin.code(CHECK, CHECK_ONE) == REST_FREQUENCY
                 assert await admin.code(IMPORT, {"UserID": "carol"}) == REST_FREQUENCY
@@ -310,7 +339,8 @@ def test_60007_counts_authenticated_calls_only(single: str) -> None:
 
 
 def test_10023_group_message_rate_shared_by_two_nodes_rest_and_websocket_mixed(
-        message_cluster: Env) -> None:
+    message_cluster: Env,
+) -> None:
     """Members on WebSockets and the backend over REST send into one group through both
     nodes: at most GROUP_LIMIT stored in any second, about that × seconds in all, 10023 on
     both paths, and a refused message takes no MsgSeq. A second group of the same app,
@@ -324,11 +354,17 @@ def test_10023_group_message_rate_shared_by_two_nodes_rest_and_websocket_mixed(
             rests = [Rest(n.base, app, http) for n in env.nodes]
             await rests[0].ok(MULTI_IMPORT, {"Accounts": senders})
             members = [{"Member_Account": u} for u in senders]
-            busy, calm = [(await rests[0].ok(CREATE, {
-                "Type": "Public", "Name": name, "MemberList": members}))["GroupId"]
-                for name in ("busy", "calm")]
+            busy, calm = [
+                (
+                    await rests[0].ok(
+                        CREATE, {"Type": "Public", "Name": name, "MemberList": members}
+                    )
+                )["GroupId"]
+                for name in ("busy", "calm")
+            ]
             clients = [await chat(env.nodes[i % 2].base, app, u) for i, u in enumerate(senders)]
             try:
+
                 def ws(client: ChatClient) -> Callable[[], Awaitable[tuple[int, str]]]:
                     async def call() -> tuple[int, str]:
                         try:
@@ -336,13 +372,21 @@ def test_10023_group_message_rate_shared_by_two_nodes_rest_and_websocket_mixed(
                             return OK, ""
                         except ClientError as e:
                             return e.code, ""
+
                     return call
 
                 def rest(r: Rest, sender: str) -> Callable[[], Awaitable[tuple[int, str]]]:
                     async def call() -> tuple[int, str]:
-                        return await r.code(SEND_GROUP, {"GroupId": busy, "Random": 1,
-                                                         "From_Account": sender,
-                                                         "MsgBody": text("hi")}), ""
+                        return await r.code(
+                            SEND_GROUP,
+                            {
+                                "GroupId": busy,
+                                "Random": 1,
+                                "From_Account": sender,
+                                "MsgBody": text("hi"),
+                            },
+                        ), ""
+
                     return call
 
                 workers = [(f"ws{i % 2}", ws(c)) for i, c in enumerate(clients)]
@@ -350,11 +394,13 @@ def test_10023_group_message_rate_shared_by_two_nodes_rest_and_websocket_mixed(
                 serial = itertools.count()
 
                 async def polite() -> int:
-                    return await rests[next(serial) % 2].code(SEND_GROUP, {
-                        "GroupId": calm, "Random": 2, "MsgBody": text("calm")})
+                    return await rests[next(serial) % 2].code(
+                        SEND_GROUP, {"GroupId": calm, "Random": 2, "MsgBody": text("calm")}
+                    )
 
                 shots, polite_codes = await asyncio.gather(
-                    hammer(workers, BLAST), paced(polite, GROUP_LIMIT / 4, BLAST))
+                    hammer(workers, BLAST), paced(polite, GROUP_LIMIT / 4, BLAST)
+                )
             finally:
                 for c in clients:
                     await c.close()
@@ -383,30 +429,53 @@ def test_10023_refused_messages_spend_nothing(single: str) -> None:
             async with httpx.AsyncClient(timeout=30) as http:
                 admin = Rest(env.base, app, http)
                 await admin.ok(MULTI_IMPORT, {"Accounts": ["member", "stranger"]})
-                gid = (await admin.ok(CREATE, {"Type": "Public", "Name": "g", "MemberList": [
-                    {"Member_Account": "member"}]}))["GroupId"]
+                gid = (
+                    await admin.ok(
+                        CREATE,
+                        {
+                            "Type": "Public",
+                            "Name": "g",
+                            "MemberList": [{"Member_Account": "member"}],
+                        },
+                    )
+                )["GroupId"]
 
                 def send(sender: str) -> Awaitable[int]:
-                    return admin.code(SEND_GROUP, {"GroupId": gid, "From_Account": sender,
-                                                   "Random": 1, "MsgBody": text("hi")})
+                    return admin.code(
+                        SEND_GROUP,
+                        {
+                            "GroupId": gid,
+                            "From_Account": sender,
+                            "Random": 1,
+                            "MsgBody": text("hi"),
+                        },
+                    )
 
-                assert await gather_codes(*(send("stranger") for _ in range(10))) == [
-                    NO_PERMISSION] * 10
-                assert await gather_codes(*(send("member") for _ in range(limit + 2))) == [
-                    OK] * limit + [MESSAGE_FREQUENCY] * 2
+                assert (
+                    await gather_codes(*(send("stranger") for _ in range(10)))
+                    == [NO_PERMISSION] * 10
+                )
+                assert (
+                    await gather_codes(*(send("member") for _ in range(limit + 2)))
+                    == [OK] * limit + [MESSAGE_FREQUENCY] * 2
+                )
                 assert await next_seq(admin, gid) == limit + 1
 
                 await asyncio.sleep(1.1)
                 client = await chat(env.base, app, "member")
                 try:
+
                     async def ws_send() -> int:
                         try:
                             await client.send_group(gid, "hi")
                             return OK
                         except ClientError as e:
                             return e.code
-                    assert await gather_codes(*(ws_send() for _ in range(limit + 2))) == [
-                        OK] * limit + [MESSAGE_FREQUENCY] * 2
+
+                    assert (
+                        await gather_codes(*(ws_send() for _ in range(limit + 2)))
+                        == [OK] * limit + [MESSAGE_FREQUENCY] * 2
+                    )
                 finally:
                     await client.close()
                 assert await next_seq(admin, gid) == 2 * limit + 1
@@ -418,7 +487,8 @@ def test_10023_refused_messages_spend_nothing(single: str) -> None:
 
 
 def test_10006_net_new_groups_cap_from_setting_on_two_nodes_survives_restart(
-        message_cluster: Env) -> None:
+    message_cluster: Env,
+) -> None:
     """IMCLOUD_NET_NEW_GROUPS_PER_DAY: concurrent creations over two nodes admit exactly
     the cap; a destroyed group makes room for one; the count is in the database (a
     restarted node still refuses) and per app and day."""
@@ -428,8 +498,12 @@ def test_10006_net_new_groups_cap_from_setting_on_two_nodes_survives_restart(
     async def scenario(base_urls: list[str], app: App, creations: int) -> list[int]:
         async with httpx.AsyncClient(timeout=30) as http:
             rests = [Rest(b, app, http) for b in base_urls]
-            return await gather_codes(*(rests[i % len(rests)].code(CREATE, {
-                "Type": "Public", "Name": f"g{i}"}) for i in range(creations)))
+            return await gather_codes(
+                *(
+                    rests[i % len(rests)].code(CREATE, {"Type": "Public", "Name": f"g{i}"})
+                    for i in range(creations)
+                )
+            )
 
     bases = [n.base for n in env.nodes]
     assert run(scenario(bases, app, 12)) == [OK] * NET_NEW_CAP + [FREQUENCY] * 7
@@ -446,8 +520,9 @@ def test_10006_net_new_groups_cap_from_setting_on_two_nodes_survives_restart(
     run(one_more())
     assert run(scenario(bases, other, NET_NEW_CAP)) == [OK] * NET_NEW_CAP  # its own count
 
-    restarted = Node(env.db_url, {"IMCLOUD_BILL_CHECK_SECONDS": "86400",
-                                  **limits(0, 0, NET_NEW_CAP)})
+    restarted = Node(
+        env.db_url, {"IMCLOUD_BILL_CHECK_SECONDS": "86400", **limits(0, 0, NET_NEW_CAP)}
+    )
     try:
         assert run(scenario([restarted.base], app, 1)) == [FREQUENCY]
     finally:
@@ -475,22 +550,32 @@ def test_limits_off_when_set_to_zero(single: str, redis_url: str) -> None:
             async with httpx.AsyncClient(timeout=30) as http:
                 admin = Rest(env.base, app, http)
                 await admin.ok(MULTI_IMPORT, {"Accounts": ["a", "b"]})
-                gid = (await admin.ok(CREATE, {"Type": "Public", "Name": "g", "MemberList": [
-                    {"Member_Account": "a"}, {"Member_Account": "b"}]}))["GroupId"]
+                gid = (
+                    await admin.ok(
+                        CREATE,
+                        {
+                            "Type": "Public",
+                            "Name": "g",
+                            "MemberList": [{"Member_Account": "a"}, {"Member_Account": "b"}],
+                        },
+                    )
+                )["GroupId"]
                 clients = [await chat(env.base, app, u) for u in ("a", "b")]
                 try:
+
                     def ws(client: ChatClient) -> Callable[[], Awaitable[tuple[int, str]]]:
                         async def call() -> tuple[int, str]:
                             await client.send_group(gid, "hi")
                             return OK, ""
+
                         return call
 
                     async def rest() -> tuple[int, str]:
-                        return await admin.code(SEND_GROUP, {"GroupId": gid, "Random": 1,
-                                                             "MsgBody": text("hi")}), ""
+                        return await admin.code(
+                            SEND_GROUP, {"GroupId": gid, "Random": 1, "MsgBody": text("hi")}
+                        ), ""
 
-                    shots = await hammer([("ws", ws(c)) for c in clients] + [("rest", rest)] * 2,
-                                         2)
+                    shots = await hammer([("ws", ws(c)) for c in clients] + [("rest", rest)] * 2, 2)
                 finally:
                     for c in clients:
                         await c.close()
@@ -512,10 +597,11 @@ def test_limits_off_when_set_to_zero(single: str, redis_url: str) -> None:
             try:
                 async with db.write() as conn:
                     c = im_app_counters.c
-                    await conn.execute(sa.update(im_app_counters)
-                                       .where(c.sdkappid == app.sdkappid)
-                                       .values(day=date.fromisoformat(START[:10]),
-                                               net_new_groups=10_000))
+                    await conn.execute(
+                        sa.update(im_app_counters)
+                        .where(c.sdkappid == app.sdkappid)
+                        .values(day=date.fromisoformat(START[:10]), net_new_groups=10_000)
+                    )
             finally:
                 await db.dispose()
 

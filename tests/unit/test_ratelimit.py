@@ -23,10 +23,13 @@ def admitted_times(times: list[float], limit: int, window: float = 1.0) -> list[
     return [log.take("k", limit, t) for t in times]
 
 
-@given(gaps=st.lists(st.floats(min_value=0, max_value=0.7, allow_nan=False), max_size=200),
-       limit=st.integers(min_value=1, max_value=12))
+@given(
+    gaps=st.lists(st.floats(min_value=0, max_value=0.7, allow_nan=False), max_size=200),
+    limit=st.integers(min_value=1, max_value=12),
+)
 def test_log_admits_at_most_n_in_any_window_and_refuses_only_when_full(
-        gaps: list[float], limit: int) -> None:
+    gaps: list[float], limit: int
+) -> None:
     times, t = [], 0.0
     for g in gaps:
         t += g
@@ -155,11 +158,14 @@ def test_zero_turns_a_limit_off() -> None:
     asyncio.run(scenario())
 
 
-def test_settings_defaults_are_tencents_and_env_sets_them(monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
-    for name in ("IMCLOUD_REST_CALLS_PER_SECOND", "IMCLOUD_GROUP_MESSAGES_PER_SECOND",
-                 "IMCLOUD_NET_NEW_GROUPS_PER_DAY", "IMCLOUD_RATE_LIMIT_URL",
-                 "IMCLOUD_BROKER_URL"):
+def test_settings_defaults_are_tencents_and_env_sets_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "IMCLOUD_REST_CALLS_PER_SECOND",
+        "IMCLOUD_GROUP_MESSAGES_PER_SECOND",
+        "IMCLOUD_NET_NEW_GROUPS_PER_DAY",
+        "IMCLOUD_RATE_LIMIT_URL",
+        "IMCLOUD_BROKER_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     s = Settings.from_env()
     assert (s.rest_calls_per_second, s.group_messages_per_second) == (200, 40)
@@ -196,5 +202,5 @@ def test_catalog_with_limit_sets_every_edition_and_keeps_the_rest() -> None:
     assert catalog.edition("trial").limits["net_new_groups_per_day"] == 10000  # unchanged
     for key, e in small.editions.items():
         assert {k: v for k, v in e.limits.items() if k != "net_new_groups_per_day"} == {
-            k: v for k, v in catalog.edition(key).limits.items()
-            if k != "net_new_groups_per_day"}
+            k: v for k, v in catalog.edition(key).limits.items() if k != "net_new_groups_per_day"
+        }

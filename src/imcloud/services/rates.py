@@ -29,14 +29,17 @@ class Rates:
         """Whether a check waits for the network (Redis): then it must not run inside a
         SQLite write transaction, which holds the database and runs on the event loop."""
         return self.limiter.remote and bool(
-            self.rest_calls_per_second or self.group_messages_per_second)
+            self.rest_calls_per_second or self.group_messages_per_second
+        )
 
     async def rest_call(self, sdkappid: int) -> None:
         """Count one authenticated REST call of the app (60007 over the limit)."""
         n = self.rest_calls_per_second
         if n and await self.limiter.take(f"rest:{sdkappid}", n) is None:
-            raise refuse(Code.REST_FREQUENCY_LIMIT,
-                         f"more than {n} REST calls per second for this app; retry later")
+            raise refuse(
+                Code.REST_FREQUENCY_LIMIT,
+                f"more than {n} REST calls per second for this app; retry later",
+            )
 
     @asynccontextmanager
     async def group_message(self, sdkappid: int, group_id: str) -> AsyncIterator[None]:
@@ -49,9 +52,10 @@ class Rates:
             return
         ticket = await self.limiter.take(f"msg:{sdkappid}:{group_id}", n)
         if ticket is None:
-            raise refuse(Code.MESSAGE_FREQUENCY_LIMIT,
-                         f"more than {n} messages per second in group {group_id!r}; "
-                         "retry later")
+            raise refuse(
+                Code.MESSAGE_FREQUENCY_LIMIT,
+                f"more than {n} messages per second in group {group_id!r}; retry later",
+            )
         try:
             yield
         except Refused:
@@ -63,5 +67,8 @@ class Rates:
 
 
 def from_settings(settings: Settings) -> Rates:
-    return Rates(from_url(settings.rate_limit_url), settings.rest_calls_per_second,
-                 settings.group_messages_per_second)
+    return Rates(
+        from_url(settings.rate_limit_url),
+        settings.rest_calls_per_second,
+        settings.group_messages_per_second,
+    )
