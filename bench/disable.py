@@ -39,13 +39,13 @@ from imcloud.services import apps
 from imcloud.store.db import Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import free_port, raise_nofile, wait_http
+from fanout import NO_RATE_LIMITS, free_port, raise_nofile, wait_http
 
 BIN = Path(sys.executable).parent
 
 
 async def one_run(db: str, broker: str, clients: int, notice: bool) -> float:
-    env = {**os.environ, "IMCLOUD_DATABASE_URL": db, "IMCLOUD_BROKER_URL": broker,
+    env = {**os.environ, **NO_RATE_LIMITS, "IMCLOUD_DATABASE_URL": db, "IMCLOUD_BROKER_URL": broker,
            "IMCLOUD_BILL_CHECK_SECONDS": "86400"}
     cli = [str(BIN / "imcloud")]
     app = json.loads(subprocess.run([*cli, "app", "create", f"d{uuid.uuid4().hex[:6]}",

@@ -17,6 +17,11 @@ import TLSSigAPIv2
 
 from tests.integration.test_serve import free_port, wait_until_up
 
+# Tests send far more than the product's frequency limits (1,000 messages into one group,
+# races of hundreds of calls): servers run without them unless a test sets them
+# (tests/integration/test_rate_limits.py does).
+LIMITS_OFF = {"IMCLOUD_REST_CALLS_PER_SECOND": "0", "IMCLOUD_GROUP_MESSAGES_PER_SECOND": "0"}
+
 
 class Server:
     """`imcloud serve` as a separate process (or several, sharing one database)."""
@@ -29,7 +34,7 @@ class Server:
         self.proc = subprocess.Popen(
             [exe, "serve", "--port", str(self.port), "--db", db_url],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **LIMITS_OFF, **(env or {})},
         )
         wait_until_up(f"{self.base}/healthz", self.proc)
 

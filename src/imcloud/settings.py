@@ -26,9 +26,17 @@ class Settings:
     log_level: str = "info"
     access_log: bool = True  # one line per HTTP request (docs/operations.md)
     shutdown_seconds: float = 10.0  # SIGTERM: drain sockets, finish requests, exit
+    # Frequency limits (SPEC §7); 0 = no limit. Tencent's defaults.
+    rest_calls_per_second: int = 200  # 60007: v4 calls per app
+    group_messages_per_second: int = 40  # 10023: messages per group, REST and WebSocket
+    net_new_groups_per_day: int | None = None  # 10006: None = the catalog's (10,000)
+    # Where the rate limits live: None = in-process (one node); redis://... = shared.
+    # from_env defaults it to broker_url: nodes that share a broker share their limits.
+    rate_limit_url: str | None = None
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
+        broker_url = os.environ.get("IMCLOUD_BROKER_URL") or None
         return cls(
             database_url=database_url
             or os.environ.get("IMCLOUD_DATABASE_URL")
@@ -39,14 +47,35 @@ class Settings:
             bill_day=int(os.environ.get("IMCLOUD_BILL_DAY", "3")),
             proration=_proration(os.environ.get("IMCLOUD_BILLING_PRORATION", "month")),
             bill_check_seconds=float(os.environ.get("IMCLOUD_BILL_CHECK_SECONDS", "5")),
-            broker_url=os.environ.get("IMCLOUD_BROKER_URL") or None,
+            broker_url=broker_url,
             ws_queue=int(os.environ.get("IMCLOUD_WS_QUEUE", "1000")),
             ws_compression=os.environ.get("IMCLOUD_WS_COMPRESSION", "") in ("1", "true"),
             log_format=_log_format(os.environ.get("IMCLOUD_LOG_FORMAT", "json")),
             log_level=_log_level(os.environ.get("IMCLOUD_LOG_LEVEL", "info")),
             access_log=_flag(os.environ.get("IMCLOUD_ACCESS_LOG", "on"), "IMCLOUD_ACCESS_LOG"),
             shutdown_seconds=float(os.environ.get("IMCLOUD_SHUTDOWN_TIMEOUT", "10")),
+            rest_calls_per_second=_count(
+                "IMCLOUD_REST_CALLS_PER_SECOND", cls.rest_calls_per_second
+            ),
+            group_messages_per_second=_count(
+                "IMCLOUD_GROUP_MESSAGES_PER_SECOND", cls.group_messages_per_second
+            ),
+            net_new_groups_per_day=(
+                _count("IMCLOUD_NET_NEW_GROUPS_PER_DAY", 0)
+                if os.environ.get("IMCLOUD_NET_NEW_GROUPS_PER_DAY")
+                else None
+            ),
+            rate_limit_url=os.environ.get("IMCLOUD_RATE_LIMIT_URL") or broker_url,
         )
+
+
+def _count(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"{name} is a whole number (0 = no limit), not {raw!r}")
+    return int(raw)
 
 
 def _proration(value: str) -> Literal["month", "daily"]:

@@ -10,8 +10,9 @@ im_group_messages, im_c2c_messages, im_filter_words, im_active_users). Every rep
 HTTP 200 with ActionStatus, ErrorCode and ErrorInfo.
 
 Not here, on purpose: 60007 (REST call frequency) and 10023 (message frequency) are rate
-limits, and 72000 (Trial DAU cap) is counted from WebSocket sessions; they belong to
-later issues and get their own tests there. Concurrency (E1) is in test_v4_limits.py.
+limits, tested in test_rate_limits.py (these servers run with them off), and 72000
+(Trial DAU cap) is counted from WebSocket sessions (test_realtime.py). Concurrency (E1)
+is in test_v4_limits.py.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from imcloud.ops import backup, health, metrics
 from imcloud.realtime import gateway
 from imcloud.realtime.broker import from_url as broker_from_url
 from imcloud.realtime.hub import Hub
-from imcloud.services import bills, clock, messages, usage
+from imcloud.services import bills, clock, messages, rates, usage
 from imcloud.settings import Settings
 from imcloud.store.db import Database
 
@@ -59,6 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = Database(settings.database_url)
         app.state.settings = settings
         app.state.catalog = catalog_mod.load()
+        if settings.net_new_groups_per_day is not None:  # 0 = no limit
+            app.state.catalog = app.state.catalog.with_limit(
+                "net_new_groups_per_day", settings.net_new_groups_per_day or None)
+        app.state.rates = rates.from_settings(settings)
         app.state.hub = Hub(app.state.db, broker_from_url(settings.broker_url))
         app.state.readiness = health.Watch()
         await app.state.hub.start(settings.billing_tz)
@@ -72,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await biller
             metrics.unwatch(app.state.hub)
             await app.state.hub.stop()
+            await app.state.rates.close()
             await app.state.db.dispose()
             if serving is not None:
                 serving.close()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ from imcloud.errors import Code, NotFound, Refused, refuse
 from imcloud.im import usersig
 from imcloud.ops import logs, metrics
 from imcloud.services import apps, groups, im_accounts, messages, tenant
+from imcloud.services.rates import Rates
 from imcloud.services.tenant import Tenant
 from imcloud.store.db import Database
 from imcloud.store.tables import usage_daily
@@ -115,25 +117,33 @@ async def dispatch(request: Request, service: str, name: str) -> Envelope:
     return response
 
 
+@dataclass
+class _Call:
+    request: Request
+    sdkappid: int
+    cmd: Command | None
+    parsed: BaseModel | Refused | None
+    service: str
+    name: str
+    counted: bool = False  # in the app's REST budget already (a retry is the same call)
+
+
 async def _answer(request: Request, service: str, name: str) -> Envelope:
-    """Checks in SPEC §7 order: 60012/60006 → 60016 → 70xxx → 60010 → 10003 → 10004 →
-    the command's own limits."""
+    """Checks in SPEC §7 order: 60012/60006 → 60016 → 70xxx → 60010 → 60007 → 10003 →
+    10004 → the command's own limits (10023 before the others of send_group_msg)."""
     q = request.query_params
     raw_appid = q.get("sdkappid")
     if not raw_appid:
         return envelope(int(Code.MISSING_SDKAPPID), "sdkappid is missing")
     if not (raw_appid.isascii() and raw_appid.isdigit()) or len(raw_appid) > 12:
         return envelope(int(Code.INVALID_SDKAPPID), "sdkappid is invalid")
-    sdkappid = int(raw_appid)
     cmd = COMMANDS.get((service, name))
     parsed = _parse(cmd, await request.body()) if cmd else None
-    db: Database = request.app.state.db
+    call = _Call(request, int(raw_appid), cmd, parsed, service, name)
     for attempt in range(5):
         try:
-            txn = db.read() if cmd is None or cmd.read_only else db.write()
             with events.collecting() as emitted:
-                async with txn as conn:
-                    reply = await _run(conn, request, sdkappid, cmd, parsed, service, name)
+                reply = await _call(call)
             if emitted:
                 await request.app.state.hub.publish(emitted)
             return envelope(**reply)
@@ -151,29 +161,69 @@ async def _answer(request: Request, service: str, name: str) -> Envelope:
     raise AssertionError("unreachable")
 
 
-async def _run(conn: AsyncConnection, request: Request, sdkappid: int, cmd: Command | None,
-               parsed: BaseModel | Refused | None, service: str, name: str) -> dict[str, Any]:
-    state = request.app.state
+async def _call(call: _Call) -> dict[str, Any]:
+    """Admit the call (through 10004), hold its message's place (10023), run it.
+
+    The rate checks may wait for Redis, and a SQLite write transaction must not wait
+    (it holds the database and runs on the event loop): there, the call is admitted in
+    a read transaction of its own first. Elsewhere it is one transaction.
+    """
+    state = call.request.app.state
+    db: Database = state.db
+    writes = call.cmd is not None and not call.cmd.read_only
+    if writes and db.is_sqlite and state.rates.may_wait:
+        async with db.read() as conn:
+            await _admit(conn, call)
+        async with _message_place(call), db.write() as conn:
+            t = await tenant.load(conn, call.sdkappid, state.catalog, state.settings.billing_tz)
+            return await _run(conn, t, call)
+    async with (db.write() if writes else db.read()) as conn:
+        app, now = await _admit(conn, call)
+        async with _message_place(call):
+            return await _run(conn, tenant.of(app, now, state.catalog,
+                                              state.settings.billing_tz), call)
+
+
+async def _admit(conn: AsyncConnection, call: _Call) -> tuple[apps.App, datetime]:
+    """The app, if this call may go on: 60006 → 60016 → 70xxx → 60010 → 60007 → 10003 →
+    10004. The REST budget is spent after authentication (junk never spends an app's
+    budget) and by every authenticated call, whatever it asks."""
+    q = call.request.query_params
     try:
-        app, now = await apps.get_at(conn, sdkappid)
+        app, now = await apps.get_at(conn, call.sdkappid)
     except NotFound:
-        raise refuse(Code.INVALID_SDKAPPID, f"no app with sdkappid {sdkappid}") from None
+        raise refuse(Code.INVALID_SDKAPPID, f"no app with sdkappid {call.sdkappid}") from None
     if app.plan.status == "disabled":
         raise refuse(Code.APP_DISABLED, "the app is disabled", rule="R6")
-    identifier = request.query_params.get("identifier", "")
+    identifier = q.get("identifier", "")
     try:  # UserSig expiry is real time, even on a simulated clock (SPEC §8)
-        usersig.verify(request.query_params.get("usersig", ""), sdkappid, app.secret_key,
-                       identifier, int(time.time()))
+        usersig.verify(q.get("usersig", ""), call.sdkappid, app.secret_key, identifier,
+                       int(time.time()))
     except usersig.UserSigError as e:
         raise refuse(Code(e.code), e.message) from None
     if identifier != app.admin_identifier:
         raise refuse(Code.NOT_ADMIN, "REST calls must be made as the app administrator")
-    if cmd is None:
-        raise refuse(Code.UNKNOWN_COMMAND, f"unknown command {service}/{name}")
-    if isinstance(parsed, Refused):
-        raise parsed
-    t = tenant.of(app, now, state.catalog, state.settings.billing_tz)
-    return await cmd.run(conn, t, parsed)
+    if not call.counted:
+        await call.request.app.state.rates.rest_call(call.sdkappid)
+        call.counted = True
+    if call.cmd is None:
+        raise refuse(Code.UNKNOWN_COMMAND, f"unknown command {call.service}/{call.name}")
+    if isinstance(call.parsed, Refused):
+        raise call.parsed
+    return app, now
+
+
+def _message_place(call: _Call) -> AbstractAsyncContextManager[None]:
+    """A group message's place in its group's second (10023); nothing for other calls."""
+    if isinstance(call.parsed, s.SendGroupMsg):
+        rates: Rates = call.request.app.state.rates
+        return rates.group_message(call.sdkappid, call.parsed.GroupId)
+    return nullcontext()
+
+
+async def _run(conn: AsyncConnection, t: Tenant, call: _Call) -> dict[str, Any]:
+    assert call.cmd is not None
+    return await call.cmd.run(conn, t, call.parsed)
 
 
 # ------------------------------------------------------------------ accounts

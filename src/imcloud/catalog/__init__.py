@@ -8,7 +8,7 @@ so a price change is a one-line data change.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -129,6 +129,12 @@ class Catalog:
 
     def free_items(self, edition: str) -> dict[str, ItemValue]:
         return {k: self.items[k].offers[edition].free for k in ITEM_KEYS}
+
+    def with_limit(self, key: str, value: Limit) -> Catalog:
+        """The catalog with one limit set on every edition (an operator's setting)."""
+        editions = {k: replace(e, limits={**e.limits, key: value})
+                    for k, e in self.editions.items()}
+        return replace(self, editions=editions)
 
 
 def _limit(v: Any) -> Limit:

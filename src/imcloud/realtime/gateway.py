@@ -304,7 +304,8 @@ async def _send_group(ws: Socket, hub: Hub, session: Session, req: SendGroup
                                             [e.model_dump() for e in req.body])
         return {"seq": seq, "time": int(at.timestamp())}
 
-    return await _write(ws, hub, session, work)
+    async with ws.app.state.rates.group_message(session.sdkappid, req.group):  # 10023
+        return await _write(ws, hub, session, work)
 
 
 async def _send_c2c(ws: Socket, hub: Hub, session: Session, req: SendC2C
