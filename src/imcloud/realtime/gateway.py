@@ -144,8 +144,8 @@ async def gateway(ws: Socket) -> None:
         return
 
     session = Session(app_id, user, ws, state.settings.ws_queue)
-    session.push({"op": "login", "code": 0, "user": user})
     await hub.register(session, revision, since)
+    session.open({"op": "login", "code": 0, "user": user})
     try:
         while not session.closed:
             raw = await ws.receive_text()

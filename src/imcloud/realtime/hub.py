@@ -104,8 +104,10 @@ class Session:
         self.transport: Any = direct[0] if direct else None
         self.writable: asyncio.Event | None = direct[1] if direct else None
         self.limit = queue_size
-        self.outbox: deque[bytes] | None = None  # only while frames wait
-        self.draining = False
+        # Held until `open`: frames wait while the hub registers the session, so the
+        # client's first frame (login) means every group it is in is followed.
+        self.outbox: deque[bytes] | None = deque()  # only while frames wait
+        self.draining = True
         self.expected: dict[str, int] = {}  # group -> next MsgSeq owed to the client
         self._early: dict[str, dict[int, Event]] | None = None
         self._filling: dict[str, asyncio.Task[None]] | None = None
@@ -167,6 +169,13 @@ class Session:
         if self.waiter is not None:
             self.waiter.set()
             self.waiter = None
+
+    def open(self, first: dict[str, Any]) -> None:
+        """Send `first`, then what was pushed while the session was being registered."""
+        held, self.outbox, self.draining = self.outbox, None, False
+        self.push(first)
+        for frame in held or ():
+            self.push_frame(frame)
 
     def push(self, frame: dict[str, Any]) -> None:
         self.push_frame(encode(frame))
