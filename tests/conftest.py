@@ -157,3 +157,17 @@ class Cli:
 @pytest.fixture
 def imcloud(db_url: str) -> Cli:
     return Cli(db_url)
+
+
+# ------------------------------------------------------------------ fuzz counts
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fuzzers' request count (tests/fuzzcount.py), also in bench/out/fuzz-count.json."""
+    from tests import fuzzcount
+
+    line = fuzzcount.summary()
+    if line:
+        terminalreporter.write_sep("-", "fuzzing")
+        terminalreporter.write_line(line)
+        fuzzcount.write()

@@ -73,7 +73,14 @@ def _plan_columns(plan: AppPlan) -> dict[str, Any]:
     return {"status": plan.status, "service_version": plan.edition, **dict(plan.items)}
 
 
+# An SDKAppID is a BIGINT: a number outside it names no app (and must not reach the
+# database driver, which refuses to bind it).
+MAX_SDKAPPID = 2**63 - 1
+
+
 async def get(conn: AsyncConnection, sdkappid: int, *, lock: bool = False) -> App:
+    if not 0 < sdkappid <= MAX_SDKAPPID:
+        raise NotFound(f"no app with SDKAppID {sdkappid}")
     q = sa.select(apps).where(apps.c.sdkappid == sdkappid)
     if lock:
         q = q.with_for_update()
