@@ -36,6 +36,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile("imcloud")
+# The fuzzers (tests/integration/test_fuzz_*.py): examples per v4 command for the
+# hypothesis fuzzer, half that per operation for schemathesis.
+FUZZ_EXAMPLES = int(os.environ.get("IMCLOUD_TEST_FUZZ_EXAMPLES", "24"))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from imcloud.im.rules import MAX_BYTES
+from imcloud.im.rules import GROUP_TYPES, MAX_BYTES
 
 U32 = Annotated[int, Field(ge=0, le=4_294_967_295)]
 # Offsets and sequence numbers end up as SQL parameters: past a signed 64-bit integer
@@ -43,6 +43,9 @@ IntroductionT = Annotated[str, _max_bytes("Introduction")]
 NotificationT = Annotated[str, _max_bytes("Notification")]
 FaceUrlT = Annotated[str, _max_bytes("FaceUrl")]
 NickT = Annotated[str, _max_bytes("Nick")]
+# A group type: checked by the service (10004 naming the types); documented as an enum.
+GroupTypeT = Annotated[str, Field(min_length=1, max_length=16,
+                                  json_schema_extra={"enum": list(GROUP_TYPES)})]
 
 
 class Body(BaseModel):
@@ -108,7 +111,7 @@ class MemberItem(Body):
 
 class CreateGroup(Body):
     Owner_Account: UserIdT | None = None
-    Type: Annotated[str, Field(min_length=1, max_length=16)]
+    Type: GroupTypeT
     GroupId: GroupIdT | None = None
     Name: NameT
     Introduction: IntroductionT = ""
@@ -164,13 +167,13 @@ class GetJoinedGroupList(Body):
     Member_Account: UserIdT
     Limit: Annotated[int, Field(ge=0, le=10_000)] | None = None
     Offset: I64 = 0
-    GroupType: str | None = None
+    GroupType: GroupTypeT | None = None
 
 
 class GetAppidGroupList(Body):
     Limit: Annotated[int, Field(ge=1, le=10_000)] = 10_000
     Next: I64 = 0
-    GroupType: str | None = None
+    GroupType: GroupTypeT | None = None
 
 
 class SendGroupMsg(Body):
