@@ -165,6 +165,20 @@ def valid_call(t: Target, path: str) -> None:
         }[path])
 
 
+def read_back(t: Target, path: str, reply: dict[str, Any]) -> None:
+    """What a fuzzed body stored reads back (a stored value no reply can encode would
+    break every later read of it)."""
+    if path == fx.SEND_GROUP:
+        t.valid(fx.GROUP_HISTORY, {"GroupId": t.fuzz_gid, "ReqMsgNumber": 20})
+    elif path == fx.SENDMSG:
+        t.valid(fx.ROAM, {"Operator_Account": "f1", "Peer_Account": "f2", "MaxCnt": 100,
+                          "MinTime": 0, "MaxTime": 4_294_967_295})
+    elif path == fx.CREATE:
+        t.valid(fx.INFO, {"GroupIdList": [reply["GroupId"]]})
+    elif path == fx.MODIFY:
+        t.valid(fx.INFO, {"GroupIdList": [t.fuzz_gid]})
+
+
 # ------------------------------------------------------------------ bodies
 
 
@@ -237,6 +251,28 @@ def _containers(v: Any) -> Iterator[Any]:
             yield from _containers(c)
 
 
+# Values at the edges of what a field of the template's type can hold: integers around
+# the 32- and 64-bit limits (a JSON number below 2**64 parses as an integer), strings
+# that are long, hold NUL or look like numbers, objects nested past any encoder's limit.
+EDGE_INTS = [2**63, 2**63 + 1, 2**64 - 1, 2**63 - 1, -(2**63) - 1, -1, 2**31, 2**32, 0,
+             10**30, 1.5, "1", None, True]
+EDGE_STRS = ["", " ", "\x00", "a\x00", "9" * 30, "9" * 30 + "_1", "18446744073709551615_1",
+             "-1_1", "\ud7ff\ue000", "😀" * 40, "a" * 5000, "%s", "\\", "\u202e", 1, [], None]
+
+
+def edge(value: Any) -> st.SearchStrategy[Any]:
+    if isinstance(value, bool) or not isinstance(value, (int, str, dict, list)):
+        return WEIRD
+    if isinstance(value, int):
+        return st.sampled_from(EDGE_INTS) | st.integers(2**63, 2**64 - 1) | WEIRD
+    if isinstance(value, str):
+        return st.sampled_from(EDGE_STRS) | WEIRD
+    if isinstance(value, dict):
+        return st.integers(200, 400).map(lambda d: {"Data": nested(d)}) | WEIRD
+    return st.sampled_from([[], [None], [value[0]] * 1000 if value else [[]]]).map(
+        copy.deepcopy) | WEIRD
+
+
 @st.composite
 def mutated(draw: st.DrawFn, template: dict[str, Any]) -> Any:
     """The template with a few changes, each somewhere in its tree."""
@@ -245,22 +281,25 @@ def mutated(draw: st.DrawFn, template: dict[str, Any]) -> Any:
         containers = list(_containers(body))
         if not containers:
             return draw(WEIRD)
-        where = draw(st.sampled_from(containers))
-        op = draw(st.sampled_from(["drop", "replace", "replace", "add", "wrap"]))
-        keys = list(where) if isinstance(where, dict) else list(range(len(where)))
-        if op == "add" or not keys:
+        slots = [(c, k) for c in containers for k in (list(c) if isinstance(c, dict)
+                                                       else range(len(c)))]
+        op = draw(st.sampled_from(["edge", "edge", "edge", "drop", "replace", "add", "wrap"]))
+        if op == "add" or not slots:
+            where = draw(st.sampled_from(containers))
             if isinstance(where, dict):
                 where[draw(st.text(max_size=12))] = draw(WEIRD)
             else:
                 where.append(draw(WEIRD))
+            continue
+        where, k = draw(st.sampled_from(slots))  # every field equally likely
+        if op == "drop":
+            del where[k]
+        elif op == "edge":
+            where[k] = draw(edge(where[k]))
+        elif op == "replace":
+            where[k] = draw(WEIRD)
         else:
-            k = draw(st.sampled_from(keys))
-            if op == "drop":
-                del where[k]
-            elif op == "replace":
-                where[k] = draw(WEIRD)
-            else:
-                where[k] = [where[k]]
+            where[k] = [where[k]]
     return body
 
 
@@ -287,7 +326,7 @@ RAW = st.one_of(
 
 @st.composite
 def bodies(draw: st.DrawFn, template: dict[str, Any]) -> bytes:
-    kind = draw(st.sampled_from(["mutated"] * 5 + ["duplicate", "invalid-utf8", "truncated",
+    kind = draw(st.sampled_from(["mutated"] * 8 + ["duplicate", "invalid-utf8", "truncated",
                                                    "random-json", "raw", "huge"]))
     if kind == "mutated":
         return encode(draw(mutated(template)))
@@ -392,6 +431,8 @@ def test_garbage_to_every_v4_command_gets_an_envelope_and_changes_nothing(
             after = fx.snapshot(t.env.db_url, t.sdkappid)
             changed = [name for name in before if after[name] != before[name]]
             assert changed == [], (data, changed)
+        elif data["ErrorCode"] == 0:
+            read_back(t, path, data)
         if next(calls) % 3 == 0:
             valid_call(t, path)
 
@@ -417,7 +458,10 @@ def test_server_is_healthy_after_the_fuzzing(target: Target) -> None:
     assert httpx.get(f"{target.env.base}/healthz", timeout=10).json() == {"status": "ok"}
     for path in COMMAND_IDS:
         valid_call(target, path)
-    assert node.problems() == []
+    problems = node.problems()
+    if problems:
+        at = node.lines.index(problems[0])
+        raise AssertionError("the server logged errors:\n" + "".join(node.lines[at - 3:at + 40]))
 
 
 def test_fuzz_templates_cover_every_command() -> None:
