@@ -35,8 +35,10 @@ def summary() -> str | None:
     parts = ", ".join(f"{k.removeprefix('requests:')} {v}" for k, v in sorted(requests.items()))
     problems = ", ".join(f"{k} {counts.get(k, 0)}" for k in ("5xx", "non-envelope"))
     valid = counts.get("valid-ok", 0)
-    return (f"fuzz: {total} requests ({parts}); {problems}; "
-            f"{valid} valid calls interleaved answered ErrorCode 0")
+    return (
+        f"fuzz: {total} requests ({parts}); {problems}; "
+        f"{valid} valid calls interleaved answered ErrorCode 0"
+    )
 
 
 def write() -> None:
@@ -46,5 +48,6 @@ def write() -> None:
         return
     OUT.parent.mkdir(parents=True, exist_ok=True)
     total = sum(v for k, v in counts.items() if k.startswith("requests:"))
-    OUT.write_text(json.dumps({"total_requests": total, **dict(sorted(counts.items()))},
-                              indent=2) + "\n")
+    OUT.write_text(
+        json.dumps({"total_requests": total, **dict(sorted(counts.items()))}, indent=2) + "\n"
+    )

@@ -31,8 +31,13 @@ from tests.console.conftest import (
 from tests.integration import v4_fixtures as fx
 
 # Routes anyone may call: the sign-in and first-run forms and the JSON sign-in.
-PUBLIC = {("GET", "/console/login"), ("POST", "/console/login"), ("GET", "/console/setup"),
-          ("POST", "/console/setup"), ("POST", "/console/api/login")}
+PUBLIC = {
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("GET", "/console/setup"),
+    ("POST", "/console/setup"),
+    ("POST", "/console/api/login"),
+}
 # Routes only a console admin may call (the deployment-wide operations).
 ADMIN_ONLY = {("POST", "/console/api/clock"), ("POST", "/console/api/bill-runs")}
 WRITES = {"POST", "DELETE", "PUT", "PATCH"}
@@ -51,8 +56,15 @@ def console_routes() -> list[tuple[str, str]]:
         found = [(c.path, c.methods) for c in iter_route_contexts(app.router.routes)]
     except ImportError:  # pragma: no cover - older FastAPI
         found = [(r.path, getattr(r, "methods", None)) for r in app.routes]
-    return sorted({(m, p) for p, methods in found if p.startswith("/console")
-                   for m in (methods or ()) if m != "HEAD"})
+    return sorted(
+        {
+            (m, p)
+            for p, methods in found
+            if p.startswith("/console")
+            for m in (methods or ())
+            if m != "HEAD"
+        }
+    )
 
 
 ROUTES = console_routes()
@@ -76,8 +88,11 @@ class Site:
 
     def state(self) -> Any:
         """Every row of both apps, every app there is, and the clock."""
-        return ({a: fx.snapshot(self.db, a) for a in (self.alice_app, self.bob_app)},
-                self.imcloud("app", "list"), self.imcloud("clock", "show"))
+        return (
+            {a: fx.snapshot(self.db, a) for a in (self.alice_app, self.bob_app)},
+            self.imcloud("app", "list"),
+            self.imcloud("clock", "show"),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +126,20 @@ API_BODIES: dict[str, Any] = {
     "/console/api/clock": {"now": "2019-03-20"},
     "/console/api/bill-runs": {"month": "2019-03"},
 }
-FORM = {"name": "sneaky", "op": "disable", "edition": "flagship", "confirm": "alice-app",
-        "words": "durian", "action": "remove", "content_filtering": "on"}
+FORM = {
+    "name": "sneaky",
+    "op": "disable",
+    "edition": "flagship",
+    "confirm": "alice-app",
+    "words": "durian",
+    "action": "remove",
+    "content_filtering": "on",
+}
 
 
-def send(client: httpx.Client, site: Site, method: str, path: str,
-         csrf: str | None) -> httpx.Response:
+def send(
+    client: httpx.Client, site: Site, method: str, path: str, csrf: str | None
+) -> httpx.Response:
     url = site.url(path)
     if is_api(path):
         headers = {"X-CSRF-Token": csrf} if csrf is not None else {}
@@ -224,8 +247,9 @@ def test_a_missing_or_forged_csrf_token_is_403_on_every_write(site: Site) -> Non
                 assert r.status_code == 403, (method, path, token, r.status_code)
     # the sign-in forms need their own (double-submit) token
     for path in ("/console/login", "/console/setup"):
-        r = alice_pages.post(path, data={"username": "alice", "password": PASSWORDS["alice"],
-                                         "confirm": "x"})
+        r = alice_pages.post(
+            path, data={"username": "alice", "password": PASSWORDS["alice"], "confirm": "x"}
+        )
         assert r.status_code == 403, path
     assert alice_api.get("/console/api/session").status_code == 200
     assert alice_pages.get("/console").status_code == 200
@@ -249,8 +273,12 @@ def test_every_page_carries_the_security_headers(site: Site) -> None:
         r = alice.get(site.url(path))
         assert r.status_code in (200, 303), (path, r.status_code)
         secure_headers(r)
-    for path in ("/console/api/apps", f"/console/api/apps/{site.alice_app}",
-                 "/console/apps/1", "/console/nope"):
+    for path in (
+        "/console/api/apps",
+        f"/console/api/apps/{site.alice_app}",
+        "/console/apps/1",
+        "/console/nope",
+    ):
         secure_headers(alice.get(path))
 
 
@@ -265,13 +293,11 @@ def cookie(r: httpx.Response, name: str) -> str:
 
 def flags(header: str) -> dict[str, str]:
     parts = [p.strip() for p in header.split(";")[1:]]
-    return {p.split("=", 1)[0].lower(): (p.split("=", 1)[1] if "=" in p else "")
-            for p in parts}
+    return {p.split("=", 1)[0].lower(): (p.split("=", 1)[1] if "=" in p else "") for p in parts}
 
 
 @pytest.mark.parametrize("https", [False, True], ids=["http", "behind-https-proxy"])
-def test_cookies_are_httponly_samesite_and_secure_behind_https(
-        site: Site, https: bool) -> None:
+def test_cookies_are_httponly_samesite_and_secure_behind_https(site: Site, https: bool) -> None:
     headers = {"X-Forwarded-Proto": "https"} if https else {}
     client = httpx.Client(base_url=site.base, headers=headers, timeout=30)
     page = client.get("/console/login")
@@ -281,10 +307,15 @@ def test_cookies_are_httponly_samesite_and_secure_behind_https(
 
     # a Secure cookie is not sent back over plain HTTP: this client is the proxy's side
     client.cookies.clear()
-    r = client.post("/console/login", data={"csrf_token": csrf_of(page.text),
-                                            "username": "alice",
-                                            "password": PASSWORDS["alice"]},
-                    headers={"Cookie": f"imcloud_csrf={page.cookies['imcloud_csrf']}"})
+    r = client.post(
+        "/console/login",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "username": "alice",
+            "password": PASSWORDS["alice"],
+        },
+        headers={"Cookie": f"imcloud_csrf={page.cookies['imcloud_csrf']}"},
+    )
     assert r.status_code == 303
     session = flags(cookie(r, "imcloud_session"))
     assert "httponly" in session and session["samesite"].lower() == "lax"
@@ -300,8 +331,10 @@ def test_cookies_are_httponly_samesite_and_secure_behind_https(
     # signing out clears it with the same attributes
     token = r.cookies["imcloud_session"]
     api.cookies.clear()
-    r = api.post("/console/api/logout", headers={"X-CSRF-Token": r.json()["csrf_token"],
-                                                 "Cookie": f"imcloud_session={token}"})
+    r = api.post(
+        "/console/api/logout",
+        headers={"X-CSRF-Token": r.json()["csrf_token"], "Cookie": f"imcloud_session={token}"},
+    )
     assert r.status_code == 204
     cleared = flags(cookie(r, "imcloud_session"))
     assert cleared["max-age"] == "0" and ("secure" in cleared) is https

@@ -41,8 +41,15 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
 def populated(env: Env) -> tuple[dict[str, Any], Any, str]:
     app, v = env.new_app("pro")
     import_users(v, ["a", "b"])
-    gid = v.ok(CREATE, {"Owner_Account": "a", "Type": "Public", "Name": "g",
-                        "MemberList": [{"Member_Account": "b"}]})["GroupId"]
+    gid = v.ok(
+        CREATE,
+        {
+            "Owner_Account": "a",
+            "Type": "Public",
+            "Name": "g",
+            "MemberList": [{"Member_Account": "b"}],
+        },
+    )["GroupId"]
     v.ok(SEND_GROUP, {"GroupId": gid, "From_Account": "a", "Random": 1, "MsgBody": text("x")})
     return app, v, gid
 
@@ -59,8 +66,7 @@ def test_offsets_and_seqs_past_int64_are_10004_not_internal_errors(env: Env) -> 
             (MEMBERS, {"GroupId": gid, "Offset": value}, "Offset"),
             (JOINED, {"Member_Account": "a", "Offset": value}, "Offset"),
             (APP_GROUPS, {"Next": value}, "Next"),
-            (GROUP_HISTORY, {"GroupId": gid, "ReqMsgNumber": 5, "ReqMsgSeq": value},
-             "ReqMsgSeq"),
+            (GROUP_HISTORY, {"GroupId": gid, "ReqMsgNumber": 5, "ReqMsgSeq": value}, "ReqMsgSeq"),
         ):
             refused(env, app, v, path, body, 10004, field)
     # the largest value that fits still works
@@ -75,12 +81,36 @@ def test_last_msg_key_past_int64_is_10004_not_an_internal_error(env: Env) -> Non
     app, v = env.new_app()
     import_users(v, ["a", "b"])
     for key in ("9" * 30 + "_1_1", f"{2**63}_1_1", "18446744073709551615_1"):
-        refused(env, app, v, ROAM, {"Operator_Account": "a", "Peer_Account": "b", "MaxCnt": 5,
-                                    "MinTime": 0, "MaxTime": 10**9, "LastMsgKey": key},
-                10004, "LastMsgKey")
-    assert v.ok(ROAM, {"Operator_Account": "a", "Peer_Account": "b", "MaxCnt": 5,
-                       "MinTime": 0, "MaxTime": 10**9,
-                       "LastMsgKey": f"{INT64_MAX}_1_1"})["MsgList"] == []
+        refused(
+            env,
+            app,
+            v,
+            ROAM,
+            {
+                "Operator_Account": "a",
+                "Peer_Account": "b",
+                "MaxCnt": 5,
+                "MinTime": 0,
+                "MaxTime": 10**9,
+                "LastMsgKey": key,
+            },
+            10004,
+            "LastMsgKey",
+        )
+    assert (
+        v.ok(
+            ROAM,
+            {
+                "Operator_Account": "a",
+                "Peer_Account": "b",
+                "MaxCnt": 5,
+                "MinTime": 0,
+                "MaxTime": 10**9,
+                "LastMsgKey": f"{INT64_MAX}_1_1",
+            },
+        )["MsgList"]
+        == []
+    )
 
 
 def test_msg_content_nested_too_deep_is_refused_so_history_stays_readable(env: Env) -> None:
@@ -90,20 +120,57 @@ def test_msg_content_nested_too_deep_is_refused_so_history_stays_readable(env: E
     app, v, gid = populated(env)
     deep = {"Data": nested(260)}
     for path, body in (
-        (SEND_GROUP, {"GroupId": gid, "From_Account": "a", "Random": 2,
-                      "MsgBody": [{"MsgType": "TIMCustomElem", "MsgContent": deep}]}),
-        (SENDMSG, {"From_Account": "a", "To_Account": "b", "MsgRandom": 2,
-                   "MsgBody": [{"MsgType": "TIMCustomElem", "MsgContent": deep}]}),
-        (SENDMSG, {"From_Account": "a", "To_Account": "b", "MsgRandom": 3,
-                   "MsgBody": [{"MsgType": "TIMCustomElem",
-                                "MsgContent": {"Data": nested(MAX_CONTENT_DEPTH)}}]}),
+        (
+            SEND_GROUP,
+            {
+                "GroupId": gid,
+                "From_Account": "a",
+                "Random": 2,
+                "MsgBody": [{"MsgType": "TIMCustomElem", "MsgContent": deep}],
+            },
+        ),
+        (
+            SENDMSG,
+            {
+                "From_Account": "a",
+                "To_Account": "b",
+                "MsgRandom": 2,
+                "MsgBody": [{"MsgType": "TIMCustomElem", "MsgContent": deep}],
+            },
+        ),
+        (
+            SENDMSG,
+            {
+                "From_Account": "a",
+                "To_Account": "b",
+                "MsgRandom": 3,
+                "MsgBody": [
+                    {"MsgType": "TIMCustomElem", "MsgContent": {"Data": nested(MAX_CONTENT_DEPTH)}}
+                ],
+            },
+        ),
     ):
         refused(env, app, v, path, body, 10004, "MsgContent")
     ok = {"Data": nested(MAX_CONTENT_DEPTH - 1)}  # with the element's own object: the limit
-    v.ok(SENDMSG, {"From_Account": "a", "To_Account": "b", "MsgRandom": 4,
-                   "MsgBody": [{"MsgType": "TIMCustomElem", "MsgContent": ok}]})
-    roam = v.ok(ROAM, {"Operator_Account": "a", "Peer_Account": "b", "MaxCnt": 5,
-                       "MinTime": 0, "MaxTime": 4_294_967_295})
+    v.ok(
+        SENDMSG,
+        {
+            "From_Account": "a",
+            "To_Account": "b",
+            "MsgRandom": 4,
+            "MsgBody": [{"MsgType": "TIMCustomElem", "MsgContent": ok}],
+        },
+    )
+    roam = v.ok(
+        ROAM,
+        {
+            "Operator_Account": "a",
+            "Peer_Account": "b",
+            "MaxCnt": 5,
+            "MinTime": 0,
+            "MaxTime": 4_294_967_295,
+        },
+    )
     assert [m["MsgBody"][0]["MsgContent"] for m in roam["MsgList"]] == [ok]
     assert v.ok(GROUP_HISTORY, {"GroupId": gid, "ReqMsgNumber": 5})["RspMsgList"]
 
@@ -134,10 +201,12 @@ def test_duplicated_auth_parameters_are_refused_not_guessed(env: Env) -> None:
     other, _ = env.new_app()
     good = params(v)
     base = "&".join(f"{k}={val}" for k, val in good.items())
-    for extra, code in ((f"sdkappid={other['sdkappid']}", 60006),
-                        (f"sdkappid={app['sdkappid']}", 60006),
-                        ("identifier=administrator", 70003),
-                        (f"usersig={v.sig()}", 70003)):
+    for extra, code in (
+        (f"sdkappid={other['sdkappid']}", 60006),
+        (f"sdkappid={app['sdkappid']}", 60006),
+        ("identifier=administrator", 70003),
+        (f"usersig={v.sig()}", 70003),
+    ):
         url = f"{env.base}/v4/{IMPORT}?{extra}&{base}"
         with fx.unchanged(env.db_url, app["sdkappid"]):
             data = envelope(v.http.post(url, content=b'{"UserID": "dup"}'))
@@ -152,8 +221,9 @@ def test_duplicated_auth_parameters_are_refused_not_guessed(env: Env) -> None:
 def console(env: Env) -> httpx.Client:
     env.imcloud("console", "add-user", "fuzzer", "--password", "fuzzer-password")
     client = httpx.Client(base_url=env.base, timeout=30)
-    r = client.post("/console/api/login",
-                    json={"username": "fuzzer", "password": "fuzzer-password"})
+    r = client.post(
+        "/console/api/login", json={"username": "fuzzer", "password": "fuzzer-password"}
+    )
     assert r.status_code == 200, r.text
     client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
     return client
@@ -163,11 +233,15 @@ def test_console_sdkappid_past_bigint_is_404_not_500(env: Env, console: httpx.Cl
     """An SDKAppID in a console path past a BIGINT reached the driver: HTTP 500 and a
     traceback (schemathesis). It names no app: 404, like any app that does not exist."""
     for sdkappid in (2**63, 10**25):
-        expected = {"error": {"code": None, "rule": None,
-                              "message": f"no app with SDKAppID {sdkappid}"}}
-        for method, path, body in (("GET", "", None), ("GET", "/bills", None),
-                                   ("POST", "/configure", {}),
-                                   ("POST", "/disable", {"confirm": "x"})):
+        expected = {
+            "error": {"code": None, "rule": None, "message": f"no app with SDKAppID {sdkappid}"}
+        }
+        for method, path, body in (
+            ("GET", "", None),
+            ("GET", "/bills", None),
+            ("POST", "/configure", {}),
+            ("POST", "/disable", {"confirm": "x"}),
+        ):
             r = console.request(method, f"/console/api/apps/{sdkappid}{path}", json=body)
             assert (r.status_code, r.json()) == (404, expected), (path, r.text)
         page = console.get(f"/console/apps/{sdkappid}")
@@ -177,17 +251,22 @@ def test_console_sdkappid_past_bigint_is_404_not_500(env: Env, console: httpx.Cl
 
 
 def test_console_api_undecodable_body_is_422_in_the_api_error_shape(
-        env: Env, console: httpx.Client) -> None:
+    env: Env, console: httpx.Client
+) -> None:
     """A body that is not even UTF-8 got FastAPI's bare 400 `{"detail": ...}`, neither
     documented nor the console API's error shape (schemathesis)."""
     app = console.post("/console/api/apps", json={"name": "mine"}).json()
-    for path in ("/console/api/apps", f"/console/api/apps/{app['sdkappid']}/preview",
-                 f"/console/api/apps/{app['sdkappid']}/filter-words", "/console/api/login"):
-        r = console.post(path, content=b"\xff\xfe{", headers={"content-type":
-                                                              "application/json"})
+    for path in (
+        "/console/api/apps",
+        f"/console/api/apps/{app['sdkappid']}/preview",
+        f"/console/api/apps/{app['sdkappid']}/filter-words",
+        "/console/api/login",
+    ):
+        r = console.post(path, content=b"\xff\xfe{", headers={"content-type": "application/json"})
         assert r.status_code == 422, (path, r.status_code, r.text)
-        assert r.json() == {"error": {"code": None, "rule": None,
-                                      "message": "invalid input: body: not valid JSON"}}
+        assert r.json() == {
+            "error": {"code": None, "rule": None, "message": "invalid input: body: not valid JSON"}
+        }
     # unknown API paths keep their status, in the same shape
     r = console.get("/console/api/nope")
     assert r.status_code == 404 and set(r.json()) == {"error"}

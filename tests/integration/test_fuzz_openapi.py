@@ -46,8 +46,13 @@ from tests.integration.v4_fixtures import Env
 ADMIN = "administrator"
 OP_EXAMPLES = max(2, FUZZ_EXAMPLES // 2)
 PASSWORD = "alice-fuzz-password"
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 # Moving the simulated clock is left out: it only goes forward, and a fuzzer that moves
 # it to the year 9999 makes ~95,000 months due for the bill run it also calls.
 EXCLUDED = [("POST", "/console/api/clock")]
@@ -61,18 +66,23 @@ class Site:
     console: requests.Session
 
     def sign_in(self) -> None:
-        r = self.console.post(f"{self.env.base}/console/api/login",
-                              json={"username": "alice", "password": PASSWORD}, timeout=30)
+        r = self.console.post(
+            f"{self.env.base}/console/api/login",
+            json={"username": "alice", "password": PASSWORD},
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
         self.console.headers["X-CSRF-Token"] = r.json()["csrf_token"]
 
     def authorize(self, case: Any) -> dict[str, Any]:
         """Valid credentials on the case; the keyword arguments for `case.call`."""
         if case.path.startswith("/v4/"):
-            case.query = {**(case.query or {}), "sdkappid": self.sdkappid,
-                          "identifier": ADMIN,
-                          "usersig": usersig.generate(self.sdkappid, self.secret_key, ADMIN,
-                                                      3600)}
+            case.query = {
+                **(case.query or {}),
+                "sdkappid": self.sdkappid,
+                "identifier": ADMIN,
+                "usersig": usersig.generate(self.sdkappid, self.secret_key, ADMIN, 3600),
+            }
             return {"timeout": 30}
         return {"session": self.console, "timeout": 30}
 
@@ -81,8 +91,9 @@ class Site:
         fuzzcount.record(f"requests:schemathesis-{kind}")
         if response.status_code >= 500:
             fuzzcount.record("5xx")
-        accepted = ((response.status_code < 300 and not case.path.startswith("/v4/"))
-                    or (response.status_code == 200 and b'"ErrorCode":0,' in response.content))
+        accepted = (response.status_code < 300 and not case.path.startswith("/v4/")) or (
+            response.status_code == 200 and b'"ErrorCode":0,' in response.content
+        )
         if accepted:
             fuzzcount.record(f"accepted:schemathesis-{kind}")
         if case.path in ("/console/api/logout", "/console/api/login"):
@@ -123,9 +134,12 @@ def v4_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
         fuzzcount.record("non-envelope")
         raise AssertionError(f"/v4 answered HTTP {response.status_code}")
     data = response.json()
-    ok = (isinstance(data, dict) and isinstance(data.get("ErrorCode"), int)
-          and isinstance(data.get("ErrorInfo"), str)
-          and data.get("ActionStatus") == ("OK" if data["ErrorCode"] == 0 else "FAIL"))
+    ok = (
+        isinstance(data, dict)
+        and isinstance(data.get("ErrorCode"), int)
+        and isinstance(data.get("ErrorInfo"), str)
+        and data.get("ActionStatus") == ("OK" if data["ErrorCode"] == 0 else "FAIL")
+    )
     if not ok:
         fuzzcount.record("non-envelope")
         raise AssertionError(f"not an envelope: {response.text[:300]}")
@@ -136,8 +150,9 @@ def _documented() -> list[tuple[str, str]]:
     """Every operation of the schema, as `imcloud serve` builds it (test ids are fixed at
     collection; the test checks the served schema has exactly these)."""
     paths = create_app().openapi()["paths"]
-    return [(m.upper(), p) for p, ops in paths.items() for m in ops
-            if (m.upper(), p) not in EXCLUDED]
+    return [
+        (m.upper(), p) for p, ops in paths.items() for m in ops if (m.upper(), p) not in EXCLUDED
+    ]
 
 
 OPERATIONS = _documented()
@@ -147,20 +162,27 @@ def test_the_served_schema_has_the_operations_fuzzed(api_schema: Any) -> None:
     served = {(m.upper(), p) for p, ops in api_schema.raw_schema["paths"].items() for m in ops}
     assert served - set(EXCLUDED) == set(OPERATIONS)
     assert {p for _, p in OPERATIONS if p.startswith("/v4/")} == {
-        f"/v4/{service}/{name}" for service, name in v4.COMMANDS}
+        f"/v4/{service}/{name}" for service, name in v4.COMMANDS
+    }
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 def test_every_documented_operation_answers_per_its_schema(
-        api_schema: Any, site: Site, method: str, path: str) -> None:
+    api_schema: Any, site: Site, method: str, path: str
+) -> None:
     """Positive and negative cases of one operation (schemathesis's generation modes)."""
     op = api_schema[path][method]
-    cases = st.one_of(op.as_strategy(GenerationMode.POSITIVE),
-                      op.as_strategy(GenerationMode.NEGATIVE))
+    cases = st.one_of(
+        op.as_strategy(GenerationMode.POSITIVE), op.as_strategy(GenerationMode.NEGATIVE)
+    )
 
     @given(cases)
-    @hsettings(max_examples=OP_EXAMPLES, deadline=None, database=None,
-               suppress_health_check=list(HealthCheck))
+    @hsettings(
+        max_examples=OP_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: Any) -> None:
         kwargs = site.authorize(case)
         response = case.call(**kwargs)
@@ -176,13 +198,15 @@ def test_stateful_link_chains_answer_per_the_schema(api_schema: Any, site: Site)
     since = len(site.env.node.lines)
     machine = api_schema.as_state_machine()
     chains = {name for name in dir(machine) if "___200_" in name or "___201_" in name}
-    for link in ("create_group___200_GroupInfo__POST_v4_group_open_http_svc_get_group_info",
-                 "create_group___200_AddMember__POST_v4_group_open_http_svc_add_group_member",
-                 "create_group___200_Send__POST_v4_group_open_http_svc_send_group_msg",
-                 "create_group___200_Destroy__POST_v4_group_open_http_svc_destroy_group",
-                 "account_import___200_CheckImported__POST_v4_im_open_login_svc_account_check",
-                 "POST_console_api_apps___201_Show__GET_console_api_apps_sdkappid_",
-                 "POST_console_api_apps___201_Disable__POST_console_api_apps_sdkappid_disable"):
+    for link in (
+        "create_group___200_GroupInfo__POST_v4_group_open_http_svc_get_group_info",
+        "create_group___200_AddMember__POST_v4_group_open_http_svc_add_group_member",
+        "create_group___200_Send__POST_v4_group_open_http_svc_send_group_msg",
+        "create_group___200_Destroy__POST_v4_group_open_http_svc_destroy_group",
+        "account_import___200_CheckImported__POST_v4_im_open_login_svc_account_check",
+        "POST_console_api_apps___201_Show__GET_console_api_apps_sdkappid_",
+        "POST_console_api_apps___201_Disable__POST_console_api_apps_sdkappid_disable",
+    ):
         assert any(name.endswith(link) for name in chains), (link, sorted(chains))
 
     class Workflow(machine):  # type: ignore[misc, valid-type]
@@ -192,12 +216,19 @@ def test_stateful_link_chains_answer_per_the_schema(api_schema: Any, site: Site)
         def after_call(self, response: Any, case: Any) -> None:
             site.after(case, response)
 
-        def validate_response(self, response: Any, case: Any,
-                              additional_checks: Any = None, **kwargs: Any) -> None:
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
             case.validate_response(response, checks=CHECKS, additional_checks=[v4_envelope])
 
-    Workflow.run(settings=hsettings(
-        max_examples=OP_EXAMPLES, stateful_step_count=8, deadline=None,
-        phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
+    Workflow.run(
+        settings=hsettings(
+            max_examples=OP_EXAMPLES,
+            stateful_step_count=8,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
     assert requests.get(f"{site.env.base}/healthz", timeout=10).json() == {"status": "ok"}
     assert site.env.node.problems(since) == []

@@ -42,14 +42,30 @@ class Apps:
     d: dict[str, Any]
     bodies: dict[str, dict[str, Any]]
 
-    def call(self, path: str, *, sdkappid: Any, identifier: str | None, sig: str | None,
-             body: dict[str, Any] | bytes | None = None) -> dict[str, Any]:
-        query = {"sdkappid": sdkappid, "identifier": identifier, "usersig": sig,
-                 "random": 1, "contenttype": "json"}
+    def call(
+        self,
+        path: str,
+        *,
+        sdkappid: Any,
+        identifier: str | None,
+        sig: str | None,
+        body: dict[str, Any] | bytes | None = None,
+    ) -> dict[str, Any]:
+        query = {
+            "sdkappid": sdkappid,
+            "identifier": identifier,
+            "usersig": sig,
+            "random": 1,
+            "contenttype": "json",
+        }
         url = f"{self.env.base}/v4/{path}?" + "&".join(
-            f"{k}={v}" for k, v in query.items() if v is not None)
-        content = body if isinstance(body, bytes) else orjson.dumps(
-            self.bodies[path] if body is None else body)
+            f"{k}={v}" for k, v in query.items() if v is not None
+        )
+        content = (
+            body
+            if isinstance(body, bytes)
+            else orjson.dumps(self.bodies[path] if body is None else body)
+        )
         return envelope(httpx.post(url, content=content, timeout=30))
 
 
@@ -64,8 +80,14 @@ def apps(request: pytest.FixtureRequest) -> Iterator[Apps]:
         yield Apps(env, a, b, d, valid_bodies(gid, "owner", "peer"))
 
 
-def sig(app: dict[str, Any], who: str = ADMIN, *, appid: int | None = None,
-        expire: int = 3600, now: int | None = None) -> str:
+def sig(
+    app: dict[str, Any],
+    who: str = ADMIN,
+    *,
+    appid: int | None = None,
+    expire: int = 3600,
+    now: int | None = None,
+) -> str:
     return usersig.generate(appid or app["sdkappid"], app["secret_key"], who, expire, now)
 
 
@@ -73,41 +95,80 @@ def sig(app: dict[str, Any], who: str = ADMIN, *, appid: int | None = None,
 Variant = tuple[str, Callable[[Apps], dict[str, Any]], int]
 VARIANTS: list[Variant] = [
     ("no sdkappid", lambda m: {"sdkappid": None, "identifier": ADMIN, "sig": sig(m.a)}, 60012),
-    ("unknown sdkappid", lambda m: {"sdkappid": 1000, "identifier": ADMIN,
-                                    "sig": sig(m.a)}, 60006),
-    ("another app's admin sig", lambda m: {"sdkappid": m.a["sdkappid"], "identifier": ADMIN,
-                                           "sig": sig(m.b)}, 70014),
-    ("another app's key, this sdkappid", lambda m: {
-        "sdkappid": m.a["sdkappid"], "identifier": ADMIN,
-        "sig": sig(m.b, appid=m.a["sdkappid"])}, 70009),
-    ("a user's sig", lambda m: {"sdkappid": m.a["sdkappid"], "identifier": "owner",
-                                "sig": sig(m.a, "owner")}, 60010),
-    ("a user's sig as the admin", lambda m: {"sdkappid": m.a["sdkappid"], "identifier": ADMIN,
-                                             "sig": sig(m.a, "owner")}, 70013),
-    ("an expired admin sig", lambda m: {
-        "sdkappid": m.a["sdkappid"], "identifier": ADMIN,
-        "sig": sig(m.a, expire=60, now=int(time.time()) - 3600)}, 70001),
-    ("an expired user sig", lambda m: {
-        "sdkappid": m.a["sdkappid"], "identifier": "owner",
-        "sig": sig(m.a, "owner", expire=60, now=int(time.time()) - 3600)}, 70001),
-    ("no sig", lambda m: {"sdkappid": m.a["sdkappid"], "identifier": ADMIN, "sig": None},
-     70003),
-    ("disabled app, its admin sig", lambda m: {"sdkappid": m.d["sdkappid"],
-                                               "identifier": ADMIN, "sig": sig(m.d)}, 60016),
-    ("disabled app, an expired user sig", lambda m: {
-        "sdkappid": m.d["sdkappid"], "identifier": "owner",
-        "sig": sig(m.d, "owner", expire=60, now=int(time.time()) - 3600)}, 60016),
-    ("disabled app, another app's sig", lambda m: {"sdkappid": m.d["sdkappid"],
-                                                   "identifier": ADMIN, "sig": sig(m.a)}, 60016),
+    ("unknown sdkappid", lambda m: {"sdkappid": 1000, "identifier": ADMIN, "sig": sig(m.a)}, 60006),
+    (
+        "another app's admin sig",
+        lambda m: {"sdkappid": m.a["sdkappid"], "identifier": ADMIN, "sig": sig(m.b)},
+        70014,
+    ),
+    (
+        "another app's key, this sdkappid",
+        lambda m: {
+            "sdkappid": m.a["sdkappid"],
+            "identifier": ADMIN,
+            "sig": sig(m.b, appid=m.a["sdkappid"]),
+        },
+        70009,
+    ),
+    (
+        "a user's sig",
+        lambda m: {"sdkappid": m.a["sdkappid"], "identifier": "owner", "sig": sig(m.a, "owner")},
+        60010,
+    ),
+    (
+        "a user's sig as the admin",
+        lambda m: {"sdkappid": m.a["sdkappid"], "identifier": ADMIN, "sig": sig(m.a, "owner")},
+        70013,
+    ),
+    (
+        "an expired admin sig",
+        lambda m: {
+            "sdkappid": m.a["sdkappid"],
+            "identifier": ADMIN,
+            "sig": sig(m.a, expire=60, now=int(time.time()) - 3600),
+        },
+        70001,
+    ),
+    (
+        "an expired user sig",
+        lambda m: {
+            "sdkappid": m.a["sdkappid"],
+            "identifier": "owner",
+            "sig": sig(m.a, "owner", expire=60, now=int(time.time()) - 3600),
+        },
+        70001,
+    ),
+    ("no sig", lambda m: {"sdkappid": m.a["sdkappid"], "identifier": ADMIN, "sig": None}, 70003),
+    (
+        "disabled app, its admin sig",
+        lambda m: {"sdkappid": m.d["sdkappid"], "identifier": ADMIN, "sig": sig(m.d)},
+        60016,
+    ),
+    (
+        "disabled app, an expired user sig",
+        lambda m: {
+            "sdkappid": m.d["sdkappid"],
+            "identifier": "owner",
+            "sig": sig(m.d, "owner", expire=60, now=int(time.time()) - 3600),
+        },
+        60016,
+    ),
+    (
+        "disabled app, another app's sig",
+        lambda m: {"sdkappid": m.d["sdkappid"], "identifier": ADMIN, "sig": sig(m.a)},
+        60016,
+    ),
 ]
 
 
 @pytest.mark.parametrize("path", COMMANDS)
 def test_every_command_refuses_every_wrong_credential_and_changes_nothing(
-        apps: Apps, path: str) -> None:
+    apps: Apps, path: str
+) -> None:
     m = apps
-    before = {app["sdkappid"]: fx.snapshot(m.env.db_url, app["sdkappid"])
-              for app in (m.a, m.b, m.d)}
+    before = {
+        app["sdkappid"]: fx.snapshot(m.env.db_url, app["sdkappid"]) for app in (m.a, m.b, m.d)
+    }
     for name, creds, code in VARIANTS:
         c = creds(m)
         data = m.call(path, sdkappid=c["sdkappid"], identifier=c["identifier"], sig=c["sig"])
@@ -122,8 +183,11 @@ def test_spec_order_auth_before_command_and_body(apps: Apps) -> None:
     m = apps
     before = fx.snapshot(m.env.db_url, m.a["sdkappid"])
     user = {"sdkappid": m.a["sdkappid"], "identifier": "owner", "sig": sig(m.a, "owner")}
-    expired = {"sdkappid": m.a["sdkappid"], "identifier": ADMIN,
-               "sig": sig(m.a, expire=60, now=int(time.time()) - 3600)}
+    expired = {
+        "sdkappid": m.a["sdkappid"],
+        "identifier": ADMIN,
+        "sig": sig(m.a, expire=60, now=int(time.time()) - 3600),
+    }
     for creds, code in ((user, 60010), (expired, 70001)):
         assert m.call("nope_svc/nope", **creds, body=b"{}")["ErrorCode"] == code
         assert m.call(fx.CREATE, **creds, body=b"not json")["ErrorCode"] == code
@@ -172,8 +236,12 @@ def test_usersig_signature_is_compared_in_constant_time(apps: Apps) -> None:
     # and the source of the comparison: no `==` / `!=` on the signature
     source = inspect.getsource(usersig.verify)
     assert "hmac.compare_digest(" in source
-    assert not any(op in line for line in source.splitlines() if "given" in line
-                   for op in ("== given", "given ==", "!= given", "given !="))
+    assert not any(
+        op in line
+        for line in source.splitlines()
+        if "given" in line
+        for op in ("== given", "given ==", "!= given", "given !=")
+    )
     # the same over HTTP
     data = m.call(fx.CHECK, sdkappid=app["sdkappid"], identifier=ADMIN, sig=forged)
     assert data["ErrorCode"] == 70009
