@@ -6,6 +6,7 @@ PostgreSQL. Before the fixes each of these answered 10002 (v4) or 500 / a non-AP
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,3 +271,75 @@ def test_console_api_undecodable_body_is_422_in_the_api_error_shape(
     # unknown API paths keep their status, in the same shape
     r = console.get("/console/api/nope")
     assert r.status_code == 404 and set(r.json()) == {"error"}
+
+
+def test_console_filter_word_with_nul_or_lone_surrogate_is_422_not_500(
+    env: Env, console: httpx.Client
+) -> None:
+    """Filter words with NUL (PostgreSQL cannot store it) or a lone surrogate (no
+    encoding can) reached the database: 500 (schemathesis, stateful, PostgreSQL)."""
+    app = console.post("/console/api/apps", json={"name": "words"}).json()["sdkappid"]
+    url = f"/console/api/apps/{app}/filter-words"
+    for word in (b'"a\\u0000b"', b'"\\ud800"', b'"x\\udfff"', b'"\\u0007bell"'):
+        for method in ("POST", "DELETE"):
+            r = console.request(
+                method,
+                url,
+                content=b'{"words": [' + word + b"]}",
+                headers={"content-type": "application/json"},
+            )
+            assert r.status_code == 422, (word, method, r.text)
+            assert r.json()["error"] == {
+                "code": None,
+                "rule": "E4",
+                "message": "a filter word must be printable text",
+            }
+    assert console.get(url).json()["words"] == []
+    refused = env.imcloud.refused("filter", "add", str(app), "tab\there")
+    assert "printable" in refused["message"]
+
+
+def test_console_app_name_with_nul_is_refused_not_500(env: Env, console: httpx.Client) -> None:
+    """An app name with NUL reached PostgreSQL through the API and the page form: 500."""
+    before = console.get("/console/api/apps").json()
+    r = console.post(
+        "/console/api/apps",
+        content=b'{"name": "a\\u0000b"}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 409 and r.json()["error"]["rule"] == "R8", r.text
+    page = console.get("/console")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf
+    r = console.post(
+        "/console/apps",
+        content=f"csrf_token={csrf.group(1)}&name=a%00b",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200 and "1 to 64 bytes of printable text" in r.text
+    assert console.get("/console/api/apps").json() == before
+
+
+def test_console_sign_in_with_nul_in_the_username_is_a_wrong_password_not_500(
+    env: Env,
+) -> None:
+    """A username with NUL reached PostgreSQL (the failed-attempt row): 500. No account
+    can have such a name: the same answer as a wrong password."""
+    for name in ("a\u0000b", "\u0000", "has space", "-dash-first"):
+        r = httpx.post(
+            f"{env.base}/console/api/login", json={"username": name, "password": "whatever-pw"}
+        )
+        assert (r.status_code, r.json()["error"]["message"]) == (
+            401,
+            "Wrong username or password.",
+        ), (name, r.text)
+    client = httpx.Client(base_url=env.base)
+    page = client.get("/console/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    r = client.post(
+        "/console/login",
+        content=f"csrf_token={token.group(1)}&username=a%00b&password=whatever-pw",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200 and "Wrong username or password." in r.text

@@ -131,8 +131,10 @@ async def create(
     admin_identifier: str = DEFAULT_ADMIN,
 ) -> App:
     name = name.strip()
-    if not name or len(name.encode()) > 64:
-        raise Refused("an app name is 1 to 64 bytes", rule="R8")
+    # printable: no NUL (PostgreSQL cannot store it), control characters or lone
+    # surrogates (no encoding can); checked first, as encoding the latter fails
+    if not name or not name.isprintable() or len(name.encode()) > 64:
+        raise Refused("an app name is 1 to 64 bytes of printable text", rule="R8")
     owner_id = await accounts.resolve_owner(conn, owner)
     # lock the owner so two concurrent creates cannot both be the 300th
     await conn.execute(
