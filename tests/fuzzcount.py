@@ -35,10 +35,8 @@ def summary() -> str | None:
     parts = ", ".join(f"{k.removeprefix('requests:')} {v}" for k, v in sorted(requests.items()))
     problems = ", ".join(f"{k} {counts.get(k, 0)}" for k in ("5xx", "non-envelope"))
     valid = counts.get("valid-ok", 0)
-    return (
-        f"fuzz: {total} requests ({parts}); {problems}; "
-        f"{valid} valid calls interleaved answered ErrorCode 0"
-    )
+    interleaved = f"; {valid} valid calls interleaved answered ErrorCode 0" if valid else ""
+    return f"fuzz: {total} requests ({parts}); {problems}{interleaved}"
 
 
 def write() -> None:
