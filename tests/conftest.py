@@ -36,6 +36,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile("imcloud")
+# The fuzzers (tests/integration/test_fuzz_*.py): examples per v4 command for the
+# hypothesis fuzzer, half that per operation for schemathesis.
+FUZZ_EXAMPLES = int(os.environ.get("IMCLOUD_TEST_FUZZ_EXAMPLES", "24"))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -157,3 +160,17 @@ class Cli:
 @pytest.fixture
 def imcloud(db_url: str) -> Cli:
     return Cli(db_url)
+
+
+# ------------------------------------------------------------------ fuzz counts
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fuzzers' request count (tests/fuzzcount.py), also in bench/out/fuzz-count.json."""
+    from tests import fuzzcount
+
+    line = fuzzcount.summary()
+    if line:
+        terminalreporter.write_sep("-", "fuzzing")
+        terminalreporter.write_line(line)
+        fuzzcount.write()

@@ -100,6 +100,26 @@ def _parse(cmd: Command, raw: bytes) -> BaseModel | Refused:
         return refuse(Code.INVALID_PARAMETER, "invalid parameter: body is nested too deeply")
 
 
+# The largest v4 body: a full create_group MemberList is ~25 KiB. Past this the body is
+# not read further (10004), so one request cannot make the server hold any amount.
+MAX_BODY = 1 << 20
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None past MAX_BODY (announced or actual)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _retryable(e: DBAPIError) -> bool:
     text = str(e.orig).lower()
     return any(k in text for k in ("deadlock", "could not serialize", "database is locked"))
@@ -137,8 +157,14 @@ async def _answer(request: Request, service: str, name: str) -> Envelope:
         return envelope(int(Code.MISSING_SDKAPPID), "sdkappid is missing")
     if not (raw_appid.isascii() and raw_appid.isdigit()) or len(raw_appid) > 12:
         return envelope(int(Code.INVALID_SDKAPPID), "sdkappid is invalid")
+    if len(q.getlist("sdkappid")) > 1:  # which one is meant? a proxy may read the other
+        return envelope(int(Code.INVALID_SDKAPPID), "sdkappid is given more than once")
     cmd = COMMANDS.get((service, name))
-    parsed = _parse(cmd, await request.body()) if cmd else None
+    parsed: BaseModel | Refused | None = None
+    if cmd is not None:
+        raw = await _read_body(request)
+        parsed = (refuse(Code.INVALID_PARAMETER, "invalid parameter: body is larger than 1 MiB")
+                  if raw is None else _parse(cmd, raw))
     call = _Call(request, int(raw_appid), cmd, parsed, service, name)
     for attempt in range(5):
         try:
@@ -195,6 +221,8 @@ async def _admit(conn: AsyncConnection, call: _Call) -> tuple[apps.App, datetime
         raise refuse(Code.INVALID_SDKAPPID, f"no app with sdkappid {call.sdkappid}") from None
     if app.plan.status == "disabled":
         raise refuse(Code.APP_DISABLED, "the app is disabled", rule="R6")
+    if len(q.getlist("identifier")) > 1 or len(q.getlist("usersig")) > 1:
+        raise refuse(Code.USERSIG_MALFORMED, "identifier or usersig is given more than once")
     identifier = q.get("identifier", "")
     try:  # UserSig expiry is real time, even on a simulated clock (SPEC §8)
         usersig.verify(q.get("usersig", ""), call.sdkappid, app.secret_key, identifier,
@@ -391,7 +419,7 @@ async def admin_getroammsg(conn: AsyncConnection, t: Tenant, b: s.AdminGetRoamMs
     before = None
     if b.LastMsgKey:
         head = b.LastMsgKey.split("_", 1)[0]
-        if not (head.isascii() and head.isdigit()):
+        if not (head.isascii() and head.isdigit()) or int(head) > 2**63 - 1:
             raise refuse(Code.INVALID_PARAMETER, "invalid parameter: LastMsgKey")
         before = int(head)
     rows, complete = await messages.c2c_history(
@@ -434,13 +462,72 @@ QUERY = [
     for n, t in (("sdkappid", "integer"), ("identifier", "string"), ("usersig", "string"),
                  ("random", "integer"), ("contenttype", "string"))
 ]
-ENVELOPE = {
+ENVELOPE: dict[str, Any] = {
     "type": "object",
     "required": ["ActionStatus", "ErrorCode", "ErrorInfo"],
     "properties": {"ActionStatus": {"type": "string", "enum": ["OK", "FAIL"]},
                    "ErrorCode": {"type": "integer"}, "ErrorInfo": {"type": "string"}},
     "additionalProperties": True,
 }
+
+
+# What some replies carry besides the envelope (the schema stays true: every reply is an
+# envelope, and these fields are there when ErrorCode is 0).
+REPLY_FIELDS: dict[str, dict[str, Any]] = {
+    "create_group": {"GroupId": {"type": "string"}},
+    "send_group_msg": {"MsgSeq": {"type": "integer"}, "MsgTime": {"type": "integer"}},
+    "sendmsg": {"MsgKey": {"type": "string"}, "MsgTime": {"type": "integer"}},
+}
+
+
+def _op_id(name: str) -> str:
+    return f"v4_{name}"
+
+
+def _link(target: str, body: dict[str, Any], why: str) -> dict[str, Any]:
+    return {"operationId": _op_id(target), "requestBody": body, "description": why}
+
+
+_GID = "$response.body#/GroupId"
+_USER = "$request.body#/UserID"
+# OpenAPI links: which reply value a later call takes (for readers, and for stateful
+# fuzzing, which chains them). The request body of a link is merged into a generated one.
+LINKS: dict[str, dict[str, Any]] = {
+    "account_import": {
+        "CheckImported": _link("account_check", {"CheckItem": [{"UserID": _USER}]},
+                               "the imported account exists"),
+        "DeleteImported": _link("account_delete", {"DeleteItem": [{"UserID": _USER}]},
+                                "delete the imported account"),
+        "JoinedGroups": _link("get_joined_group_list", {"Member_Account": _USER},
+                              "the groups the imported account joined"),
+    },
+    "create_group": {
+        "GroupInfo": _link("get_group_info", {"GroupIdList": [_GID]}, "the new group"),
+        "AddMember": _link("add_group_member", {"GroupId": _GID}, "add to the new group"),
+        "Members": _link("get_group_member_info", {"GroupId": _GID}, "its members"),
+        "Modify": _link("modify_group_base_info", {"GroupId": _GID}, "change its profile"),
+        "Send": _link("send_group_msg", {"GroupId": _GID}, "send to it"),
+        "History": _link("group_msg_get_simple", {"GroupId": _GID}, "its history"),
+        "RemoveMember": _link("delete_group_member", {"GroupId": _GID}, "remove members"),
+        "Destroy": _link("destroy_group", {"GroupId": _GID}, "destroy it"),
+    },
+    "send_group_msg": {
+        "History": _link("group_msg_get_simple", {"GroupId": "$request.body#/GroupId",
+                                                  "ReqMsgSeq": "$response.body#/MsgSeq"},
+                         "the history up to the message sent"),
+    },
+    "sendmsg": {
+        "Roam": _link("admin_getroammsg", {"Peer_Account": "$request.body#/To_Account"},
+                      "the history with the receiver"),
+    },
+}
+
+
+def _reply_schema(cmd: Command) -> dict[str, Any]:
+    extra = REPLY_FIELDS.get(cmd.name)
+    if not extra:
+        return ENVELOPE
+    return {**ENVELOPE, "properties": {**ENVELOPE["properties"], **extra}}
 
 
 def _route_for(cmd: Command) -> Callable[[Request], Awaitable[Response]]:
@@ -456,13 +543,14 @@ def mount(app: FastAPI) -> None:
             f"/v4/{cmd.service}/{cmd.name}", _route_for(cmd),
             methods=["POST"],
             summary=cmd.summary, tags=[f"v4 {cmd.service}"], response_class=Response,
-            name=f"v4_{cmd.name}",
+            name=_op_id(cmd.name), operation_id=_op_id(cmd.name),
             openapi_extra={
                 "parameters": QUERY,
                 "requestBody": {"required": False, "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{schema_name}"}}}},
-                "responses": {"200": {"description": "Envelope", "content": {
-                    "application/json": {"schema": ENVELOPE}}}},
+                "responses": {"200": {
+                    "description": "Envelope", "links": LINKS.get(cmd.name, {}),
+                    "content": {"application/json": {"schema": _reply_schema(cmd)}}}},
             },
         )
 

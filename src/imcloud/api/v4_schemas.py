@@ -11,9 +11,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from imcloud.im.rules import MAX_BYTES
+from imcloud.im.rules import GROUP_TYPES, MAX_BYTES
 
 U32 = Annotated[int, Field(ge=0, le=4_294_967_295)]
+# Offsets and sequence numbers end up as SQL parameters: past a signed 64-bit integer
+# no database can bind them (found by fuzzing: 10002 instead of 10004).
+I64 = Annotated[int, Field(ge=0, le=2**63 - 1)]
+# Levels of objects and arrays in a message element's MsgContent. Tencent's elements
+# use three; a stored message too deep for the JSON encoder would break every later
+# read of its history (found by fuzzing).
+MAX_CONTENT_DEPTH = 16
 
 
 def _max_bytes(field: str) -> AfterValidator:
@@ -36,11 +43,25 @@ IntroductionT = Annotated[str, _max_bytes("Introduction")]
 NotificationT = Annotated[str, _max_bytes("Notification")]
 FaceUrlT = Annotated[str, _max_bytes("FaceUrl")]
 NickT = Annotated[str, _max_bytes("Nick")]
-
+# A group type: checked by the service (10004 naming the types); documented as an enum.
+GroupTypeT = Annotated[str, Field(min_length=1, max_length=16,
+                                  json_schema_extra={"enum": list(GROUP_TYPES)})]
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def depth(value: Any) -> int:
+    """Levels of nested objects and arrays in a JSON value (iterative: any depth)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is not None:
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in children)
+    return deepest
 
 
 class MsgElem(Body):
@@ -50,7 +71,9 @@ class MsgElem(Body):
     MsgContent: dict[str, Any]
 
     @model_validator(mode="after")
-    def _text_needs_text(self) -> MsgElem:
+    def _content_shape(self) -> MsgElem:
+        if depth(self.MsgContent) > MAX_CONTENT_DEPTH:
+            raise ValueError(f"MsgContent is nested more than {MAX_CONTENT_DEPTH} levels deep")
         if self.MsgType == "TIMTextElem" and not isinstance(self.MsgContent.get("Text"), str):
             raise ValueError("MsgContent.Text must be a string")
         return self
@@ -88,7 +111,7 @@ class MemberItem(Body):
 
 class CreateGroup(Body):
     Owner_Account: UserIdT | None = None
-    Type: Annotated[str, Field(min_length=1, max_length=16)]
+    Type: GroupTypeT
     GroupId: GroupIdT | None = None
     Name: NameT
     Introduction: IntroductionT = ""
@@ -137,20 +160,20 @@ class DeleteGroupMember(Body):
 class GetGroupMemberInfo(Body):
     GroupId: GroupIdT
     Limit: Annotated[int, Field(ge=0, le=10_000)] | None = None
-    Offset: Annotated[int, Field(ge=0)] = 0
+    Offset: I64 = 0
 
 
 class GetJoinedGroupList(Body):
     Member_Account: UserIdT
     Limit: Annotated[int, Field(ge=0, le=10_000)] | None = None
-    Offset: Annotated[int, Field(ge=0)] = 0
-    GroupType: str | None = None
+    Offset: I64 = 0
+    GroupType: GroupTypeT | None = None
 
 
 class GetAppidGroupList(Body):
     Limit: Annotated[int, Field(ge=1, le=10_000)] = 10_000
-    Next: Annotated[int, Field(ge=0)] = 0
-    GroupType: str | None = None
+    Next: I64 = 0
+    GroupType: GroupTypeT | None = None
 
 
 class SendGroupMsg(Body):
@@ -163,7 +186,7 @@ class SendGroupMsg(Body):
 class GroupMsgGetSimple(Body):
     GroupId: GroupIdT
     ReqMsgNumber: Annotated[int, Field(ge=1, le=20)]
-    ReqMsgSeq: Annotated[int, Field(ge=0)] | None = None
+    ReqMsgSeq: I64 | None = None
 
 
 class SendMsg(Body):

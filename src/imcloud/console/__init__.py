@@ -11,10 +11,14 @@ import logging
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imcloud.console import api, auth, routes
@@ -113,6 +117,17 @@ def mount(app: FastAPI) -> None:
             title = "Not found" if status == 404 else "Refused"
             return await _page_error(request, status, title, e.message)
         return JSONResponse({"error": e.as_dict()}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> Response:
+        """The framework's own refusals (a body it cannot decode, an unknown path or
+        method) in the console API's error shape; elsewhere as the framework has them."""
+        if not _is_api(request):
+            return await http_exception_handler(request, e)
+        if e.status_code == 400:  # bytes that are not even text: invalid input, like bad JSON
+            return api.error_response(api.ApiError(422, "invalid input: body: not valid JSON"))
+        return api.error_response(api.ApiError(e.status_code, str(e.detail),
+                                               headers=getattr(e, "headers", None)))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> Response:

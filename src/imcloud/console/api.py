@@ -385,7 +385,31 @@ async def app_list(request: Request, s: Reader) -> list[dict[str, Any]]:
                 for a in await apps.list_all(conn, s.account.id)]
 
 
-@router.post("/apps", response_model=AppCreated, status_code=201)
+def _app_link(path: str, method: str, why: str, **extra: Any) -> dict[str, Any]:
+    pointer = ("/console/api/apps/{sdkappid}" + path).replace("/", "~1")
+    return {"operationRef": f"#/paths/{pointer}/{method}", "description": why,
+            "parameters": {"sdkappid": "$response.body#/sdkappid"}, **extra}
+
+
+# OpenAPI links from a new app to what can be done with it (for readers and for stateful
+# fuzzing, which follows them).
+NEW_APP_LINKS = {
+    "Show": _app_link("", "get", "the new app"),
+    "Secret": _app_link("/secret", "get", "its secret key"),
+    "History": _app_link("/history", "get", "its plan history"),
+    "Upgrade": _app_link("/upgrade", "post", "upgrade it"),
+    "Configure": _app_link("/configure", "post", "change its configuration"),
+    "Preview": _app_link("/preview", "post", "the cost of a change"),
+    "Bills": _app_link("/bills", "get", "its bills"),
+    "Usage": _app_link("/usage", "get", "its usage"),
+    "FilterWords": _app_link("/filter-words", "post", "add filter words"),
+    "Disable": _app_link("/disable", "post", "disable it, confirming with its name",
+                         requestBody={"confirm": "$response.body#/name"}),
+}
+
+
+@router.post("/apps", response_model=AppCreated, status_code=201,
+             responses={201: {"description": "The new app", "links": NEW_APP_LINKS}})
 async def app_create(body: NewApp, request: Request, s: Writer) -> dict[str, Any]:
     """`imcloud app create NAME`: a new Trial app owned by this account (R8: 300 at
     most). The only answer that carries the secret key, besides `/secret`."""

@@ -79,6 +79,8 @@ def normalise_word(word: str) -> str:
     """Validate and canonicalise an operator-supplied word (for `filter add`)."""
     if "\n" in word or "\r" in word:
         raise ValueError("a filter word must be on one line")
+    if not word.isprintable():  # NUL, control characters, lone surrogates: not storable
+        raise ValueError("a filter word must be printable text")
     normalised = word.strip().casefold()
     if not normalised:
         raise ValueError("a filter word must not be empty")

@@ -73,7 +73,14 @@ def _plan_columns(plan: AppPlan) -> dict[str, Any]:
     return {"status": plan.status, "service_version": plan.edition, **dict(plan.items)}
 
 
+# An SDKAppID is a BIGINT: a number outside it names no app (and must not reach the
+# database driver, which refuses to bind it).
+MAX_SDKAPPID = 2**63 - 1
+
+
 async def get(conn: AsyncConnection, sdkappid: int, *, lock: bool = False) -> App:
+    if not 0 < sdkappid <= MAX_SDKAPPID:
+        raise NotFound(f"no app with SDKAppID {sdkappid}")
     q = sa.select(apps).where(apps.c.sdkappid == sdkappid)
     if lock:
         q = q.with_for_update()
@@ -124,8 +131,10 @@ async def create(
     admin_identifier: str = DEFAULT_ADMIN,
 ) -> App:
     name = name.strip()
-    if not name or len(name.encode()) > 64:
-        raise Refused("an app name is 1 to 64 bytes", rule="R8")
+    # printable: no NUL (PostgreSQL cannot store it), control characters or lone
+    # surrogates (no encoding can); checked first, as encoding the latter fails
+    if not name or not name.isprintable() or len(name.encode()) > 64:
+        raise Refused("an app name is 1 to 64 bytes of printable text", rule="R8")
     owner_id = await accounts.resolve_owner(conn, owner)
     # lock the owner so two concurrent creates cannot both be the 300th
     await conn.execute(

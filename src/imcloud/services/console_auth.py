@@ -239,6 +239,9 @@ async def login(db: Database, username: str, password: str,
     refused alike, in about the same time."""
     now = now or utcnow()
     username = username.strip()[:64]
+    if not USERNAME.fullmatch(username):  # no account can have it (nor can NUL be stored)
+        await asyncio.to_thread(_verify, _dummy_hash(), password)
+        raise Refused(WRONG)
     await _reserve_attempt(db, username, now)
     async with db.read() as conn:
         row = (await conn.execute(sa.select(console_accounts)
