@@ -97,17 +97,32 @@ def open_sockets(pid: int) -> int:
 # ---------------------------------------------------------------- load processes
 
 
-def loader(urls: list[tuple[str, list[str]]], rate: float, ready: Any, go: Any,
-           measure_from: Any, stop: Any, close: Any, out: Any) -> None:
+def loader(
+    urls: list[tuple[str, list[str]]],
+    rate: float,
+    ready: Any,
+    go: Any,
+    measure_from: Any,
+    stop: Any,
+    close: Any,
+    out: Any,
+) -> None:
     """Hold the sockets, join their groups, send `rate` group messages per second and
     receive everything; report counts and latencies of the measured window."""
     raise_nofile()
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    stats: dict[str, Any] = {"sent": 0, "acked": 0, "delivered": 0, "c2c": 0,
-                             "ack_codes": Counter(), "closes": Counter(),
-                             "connect_errors": 0, "latencies": []}
+    stats: dict[str, Any] = {
+        "sent": 0,
+        "acked": 0,
+        "delivered": 0,
+        "c2c": 0,
+        "ack_codes": Counter(),
+        "closes": Counter(),
+        "connect_errors": 0,
+        "latencies": [],
+    }
     ids = itertools.count(1)
 
     class Client:
@@ -170,9 +185,14 @@ def loader(urls: list[tuple[str, list[str]]], rate: float, ready: Any, go: Any,
         group = random.choice(c.groups)
         measured = time.time() >= measure_from.value
         try:
-            ack = await c.request({"op": "send_group", "group": group,
-                                   "random": random.randrange(2**32),
-                                   "body": text_with_time()})
+            ack = await c.request(
+                {
+                    "op": "send_group",
+                    "group": group,
+                    "random": random.randrange(2**32),
+                    "body": text_with_time(),
+                }
+            )
         except ConnectionClosed:
             ack = {"code": "closed"}
         if measured:
@@ -186,7 +206,7 @@ def loader(urls: list[tuple[str, list[str]]], rate: float, ready: Any, go: Any,
     async def main() -> None:
         clients: list[Client] = []
         for i in range(0, len(urls), 100):  # connect in waves
-            got = await asyncio.gather(*(one(u, g) for u, g in urls[i:i + 100]))
+            got = await asyncio.gather(*(one(u, g) for u, g in urls[i : i + 100]))
             clients += [c for c in got if c is not None]
         ready.set()
         while not go.is_set():
@@ -208,9 +228,16 @@ def loader(urls: list[tuple[str, list[str]]], rate: float, ready: Any, go: Any,
         await asyncio.sleep(3)  # deliveries in flight
         connected = sum(1 for c in clients if c.open)
         lat = stats.pop("latencies")
-        out.put({**stats, "ack_codes": dict(stats["ack_codes"]),
-                 "closes": dict(stats["closes"]), "connected": connected,
-                 "clients": len(urls), "latencies": lat})
+        out.put(
+            {
+                **stats,
+                "ack_codes": dict(stats["ack_codes"]),
+                "closes": dict(stats["closes"]),
+                "connected": connected,
+                "clients": len(urls),
+                "latencies": lat,
+            }
+        )
         while not close.is_set():
             await asyncio.sleep(0.1)
         for task in list(tasks):
@@ -226,11 +253,17 @@ def loader(urls: list[tuple[str, list[str]]], rate: float, ready: Any, go: Any,
 class Rest:
     """REST calls at a bounded rate, as the app administrator."""
 
-    def __init__(self, base: str, sdkappid: int, sig: str, ws_users: list[str],
-                 ws_groups: list[str], measure_from: float):
+    def __init__(
+        self,
+        base: str,
+        sdkappid: int,
+        sig: str,
+        ws_users: list[str],
+        ws_groups: list[str],
+        measure_from: float,
+    ):
         self.base = base
-        self.query = (f"sdkappid={sdkappid}&identifier=administrator&usersig={sig}"
-                      "&contenttype=json")
+        self.query = f"sdkappid={sdkappid}&identifier=administrator&usersig={sig}&contenttype=json"
         self.ws_users = ws_users
         self.ws_groups = ws_groups
         self.measure_from = measure_from
@@ -248,8 +281,9 @@ class Rest:
     async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
         t0 = time.time()
         try:
-            r = await self.http.post(f"{self.base}/v4/{path}?{self.query}"
-                                     f"&random={random.randrange(2**32)}", json=body)
+            r = await self.http.post(
+                f"{self.base}/v4/{path}?{self.query}&random={random.randrange(2**32)}", json=body
+            )
         except httpx.HTTPError as e:
             self.codes[f"transport {type(e).__name__}"] += 1
             return None
@@ -267,22 +301,33 @@ class Rest:
 
     async def new_rest_group(self) -> None:
         gid = f"rest{next(self.groups_made)}"
-        reply = await self.call("group_open_http_svc/create_group",
-                                {"Type": "Public", "Name": gid, "GroupId": gid,
-                                 "ApplyJoinOption": "FreeAccess"})
+        reply = await self.call(
+            "group_open_http_svc/create_group",
+            {"Type": "Public", "Name": gid, "GroupId": gid, "ApplyJoinOption": "FreeAccess"},
+        )
         if reply and reply.get("ErrorCode") == 0:
             self.rest_group, self.rest_members = gid, 0
 
     async def one(self) -> None:
         r = random.random()
         if r < 0.30:
-            await self.call("group_open_http_svc/send_group_msg", {
-                "GroupId": random.choice(self.ws_groups), "Random": random.randrange(2**32),
-                "MsgBody": text_with_time()})
+            await self.call(
+                "group_open_http_svc/send_group_msg",
+                {
+                    "GroupId": random.choice(self.ws_groups),
+                    "Random": random.randrange(2**32),
+                    "MsgBody": text_with_time(),
+                },
+            )
         elif r < 0.40:
-            await self.call("openim/sendmsg", {
-                "To_Account": random.choice(self.ws_users), "MsgRandom": random.randrange(2**32),
-                "MsgBody": text_with_time()})
+            await self.call(
+                "openim/sendmsg",
+                {
+                    "To_Account": random.choice(self.ws_users),
+                    "MsgRandom": random.randrange(2**32),
+                    "MsgBody": text_with_time(),
+                },
+            )
         elif r < 0.55:
             ids = [f"r{next(self.accounts)}" for _ in range(5)]
             reply = await self.call("im_open_login_svc/multiaccount_import", {"Accounts": ids})
@@ -294,9 +339,10 @@ class Rest:
                 return
             users = random.sample(self.imported, min(3, len(self.imported)))
             self.rest_members += len(users)  # at most: some may be members already
-            await self.call("group_open_http_svc/add_group_member", {
-                "GroupId": self.rest_group,
-                "MemberList": [{"Member_Account": u} for u in users]})
+            await self.call(
+                "group_open_http_svc/add_group_member",
+                {"GroupId": self.rest_group, "MemberList": [{"Member_Account": u} for u in users]},
+            )
         else:
             groups = random.sample(self.ws_groups, 3)
             await self.call("group_open_http_svc/get_group_info", {"GroupIdList": groups})
@@ -334,15 +380,17 @@ async def pg_admin(base: str, statement: str) -> None:
 
 
 def cli(env: dict[str, str], *args: str) -> Any:
-    r = subprocess.run([str(BIN / "imcloud"), *args, "--json"], env=env, capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [str(BIN / "imcloud"), *args, "--json"], env=env, capture_output=True, text=True
+    )
     if r.returncode != 0:
         raise SystemExit(f"imcloud {' '.join(args)} failed: {r.stdout}{r.stderr}")
     return json.loads(r.stdout)
 
 
-def setup(env: dict[str, str], base: str, clients: int, groups: int
-          ) -> tuple[int, str, str, list[str], list[str]]:
+def setup(
+    env: dict[str, str], base: str, clients: int, groups: int
+) -> tuple[int, str, str, list[str], list[str]]:
     """The app, the socket users and their groups (through the v4 API)."""
     from imcloud.im.usersig import generate
 
@@ -354,14 +402,17 @@ def setup(env: dict[str, str], base: str, clients: int, groups: int
     http = httpx.Client(timeout=60)
 
     def call(path: str, body: dict[str, Any]) -> None:
-        r = http.post(f"{base}/v4/{path}?sdkappid={sdkappid}&identifier=administrator"
-                      f"&usersig={sig}&random=1&contenttype=json", json=body).json()
+        r = http.post(
+            f"{base}/v4/{path}?sdkappid={sdkappid}&identifier=administrator"
+            f"&usersig={sig}&random=1&contenttype=json",
+            json=body,
+        ).json()
         if r["ErrorCode"] != 0:
             raise SystemExit(f"set-up {path}: {r}")
 
     users = [f"w{i}" for i in range(clients)]
     for i in range(0, clients, 100):
-        call("im_open_login_svc/multiaccount_import", {"Accounts": users[i:i + 100]})
+        call("im_open_login_svc/multiaccount_import", {"Accounts": users[i : i + 100]})
     gids = [f"ws{i}" for i in range(groups)]
     for g in gids:
         call("group_open_http_svc/create_group", {"Type": "ChatRoom", "Name": g, "GroupId": g})
@@ -377,12 +428,21 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--loaders", type=int, default=2)
     parser.add_argument("--rest-rate", type=float, default=20, help="REST requests/s")
-    parser.add_argument("--ws-rate", type=float, default=20,
-                        help="group messages/s sent over the sockets, all clients together")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "IMCLOUD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--redis", default=os.environ.get(
-        "IMCLOUD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument(
+        "--ws-rate",
+        type=float,
+        default=20,
+        help="group messages/s sent over the sockets, all clients together",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "IMCLOUD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    parser.add_argument(
+        "--redis", default=os.environ.get("IMCLOUD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args()
     if args.ws_rate / args.groups >= 40:
@@ -404,33 +464,57 @@ def main() -> None:
     try:
         cli(env, "init")  # the schema, before the server starts
         with log.open("wb") as err:
-            server = subprocess.Popen([str(BIN / "imcloud"), "serve", "--port", str(port)],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=err)
+            server = subprocess.Popen(
+                [str(BIN / "imcloud"), "serve", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
         wait_http(f"{base}/healthz")
-        print(f"[soak] setting up {args.clients} users, {args.groups} groups",
-              file=sys.stderr, flush=True)
+        print(
+            f"[soak] setting up {args.clients} users, {args.groups} groups",
+            file=sys.stderr,
+            flush=True,
+        )
         sdkappid, key, sig, users, gids = setup(env, base, args.clients, args.groups)
-        plan = [(f"ws://127.0.0.1:{port}/v1/ws?sdkappid={sdkappid}&identifier={u}"
-                 f"&usersig={generate(sdkappid, key, u, 7 * 86400)}",
-                 [gids[i % args.groups], gids[(i * 7 + 3) % args.groups]][:GROUPS_PER_CLIENT])
-                for i, u in enumerate(users)]
+        plan = [
+            (
+                f"ws://127.0.0.1:{port}/v1/ws?sdkappid={sdkappid}&identifier={u}"
+                f"&usersig={generate(sdkappid, key, u, 7 * 86400)}",
+                [gids[i % args.groups], gids[(i * 7 + 3) % args.groups]][:GROUPS_PER_CLIENT],
+            )
+            for i, u in enumerate(users)
+        ]
         ready = [ctx.Event() for _ in range(args.loaders)]
         go, stop = ctx.Event(), ctx.Event()
         measure_from = ctx.Value("d", float("inf"))
         out = ctx.Queue()
         for n in range(args.loaders):
-            p = ctx.Process(target=loader, args=(plan[n::args.loaders],
-                                                 args.ws_rate / args.loaders, ready[n], go,
-                                                 measure_from, stop, close, out))
+            p = ctx.Process(
+                target=loader,
+                args=(
+                    plan[n :: args.loaders],
+                    args.ws_rate / args.loaders,
+                    ready[n],
+                    go,
+                    measure_from,
+                    stop,
+                    close,
+                    out,
+                ),
+            )
             p.start()
             procs.append(p)
         t0 = time.monotonic()
         for r in ready:
             if not r.wait(900):
                 raise SystemExit("the load processes did not connect")
-        print(f"[soak] {args.clients} sockets in {time.monotonic() - t0:.1f} s; warm-up "
-              f"{args.warmup:.0f} s, then {args.duration:.0f} s measured",
-              file=sys.stderr, flush=True)
+        print(
+            f"[soak] {args.clients} sockets in {time.monotonic() - t0:.1f} s; warm-up "
+            f"{args.warmup:.0f} s, then {args.duration:.0f} s measured",
+            file=sys.stderr,
+            flush=True,
+        )
         start = time.time() + args.warmup
         end = start + args.duration
         measure_from.value = start
@@ -448,8 +532,12 @@ def main() -> None:
             while time.time() < end:
                 samples.append((round(time.time() - start, 1), rss_kib(server.pid)))
                 if len(samples) % 6 == 1:
-                    print(f"[soak] t={samples[-1][0]:.0f}s rss={samples[-1][1] / 1024:.1f} MiB "
-                          f"rest={rest.requests}", file=sys.stderr, flush=True)
+                    print(
+                        f"[soak] t={samples[-1][0]:.0f}s rss={samples[-1][1] / 1024:.1f} MiB "
+                        f"rest={rest.requests}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 await asyncio.sleep(min(10.0, max(0.5, end - time.time())))
             samples.append((round(time.time() - start, 1), rss_kib(server.pid)))
             cpu["end"] = cpu_seconds(server.pid)
@@ -493,15 +581,24 @@ def main() -> None:
         every["ws connect failed"] = connect_errors
     rss_start = samples[0][1]
     growth = round((rss_end - rss_start) / rss_start * 100, 1)
-    logged = [line for line in log.read_text(errors="replace").splitlines()
-              if "Traceback" in line or "ERROR" in line]
+    logged = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if "Traceback" in line or "ERROR" in line
+    ]
     report = {
         "benchmark": "soak",
         "duration_s": seconds,
         "warmup_s": args.warmup,
-        "settings": {"clients": args.clients, "groups": args.groups, "loaders": args.loaders,
-                     "rest_rate": args.rest_rate, "ws_rate": args.ws_rate,
-                     "database": "postgresql", "broker": "redis"},
+        "settings": {
+            "clients": args.clients,
+            "groups": args.groups,
+            "loaders": args.loaders,
+            "rest_rate": args.rest_rate,
+            "ws_rate": args.ws_rate,
+            "database": "postgresql",
+            "broker": "redis",
+        },
         "rest": {
             "requests": rest.requests,
             "per_second": round(rest.requests / seconds, 1),
@@ -538,8 +635,11 @@ def main() -> None:
         },
         "goals": {"rss_growth_pct": "<= 10"},
         "ok": growth <= 10 and not logged,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average": os.getloadavg(),
+        },
     }
     bench_out = ROOT / "bench" / "out"
     bench_out.mkdir(parents=True, exist_ok=True)
