@@ -1,9 +1,9 @@
 """Crash safety of the bill run (issue 7, B6): `imcloud bill run` SIGKILLed at random
 moments, again and again, then rerun to completion — on SQLite and PostgreSQL.
 
-The database holds a couple of thousand apps with four months of plan history (every
-event decided by the real rules, `imcloud.plans.decide`) and daily usage with overage;
-four months are due. A copy of it gets one clean `imcloud bill run`. The original gets
+The database holds 2,000 apps (100 per loop past 20) with four months of plan history
+(every event decided by the real rules, `imcloud.plans.decide`) and daily usage with
+overage; four months are due. A copy of it gets one clean `imcloud bill run`. The original gets
 IMCLOUD_TEST_CRASH_LOOPS (default 20) runs killed with SIGKILL — most just after a
 random number of bills have landed (so mid-run, between or inside batch transactions),
 some at a random moment after the start — and then one run to completion. Afterwards
@@ -11,7 +11,7 @@ both databases hold exactly the same bills (one per app and month: number, issue
 lines, total) and the same completed runs.
 
 The killed runs are the real CLI with a smaller `services.bills.BATCH` (as the other
-bill-run tests set it), so a few thousand apps give a couple of hundred commit points,
+bill-run tests set it), so the apps give a couple of hundred commit points,
 each started ahead while the one before runs (test_crash_safety.warm); the clean run
 and the final run are `imcloud bill run` exactly as shipped.
 """
@@ -53,7 +53,7 @@ from tests.integration.test_crash_safety import go, warm
 
 LOOPS = int(os.environ.get("IMCLOUD_TEST_CRASH_LOOPS", "20"))
 CATALOG = load()
-APPS = 2000
+APPS = max(2000, 100 * LOOPS)  # work left for every kill
 MONTHS = [(2019, m) for m in (1, 2, 3, 4)]
 CLOCK = "2019-05-04"  # every month above is due (bill day 3)
 BATCH = 40  # apps per batch in the killed runs

@@ -2,13 +2,14 @@
 calls and plan changes, restarted, and the database judged after every restart — on
 SQLite and PostgreSQL.
 
-Each round starts a real server on the database, runs a storm of concurrent v4 calls
-(account imports, group creation, joins, group and one-to-one messages, cap changes)
-for a random 0.2-1.0 s while a plan change runs through the real `imcloud` CLI (on a
-thread) and others through the console JSON API, then `kill -9`s the server with
-requests in flight. The rounds (IMCLOUD_TEST_CRASH_LOOPS, default 20) move the
-simulated clock over a month's end (and a bill day), within Trial's 7 days of history,
-so retention deletes no message. After every restart:
+Each round starts a real server on the database (a fresh `imcloud serve` process,
+spawned during the round before, waiting with its imports done: see `warm`), runs a
+storm of concurrent v4 calls (account imports, group creation, joins, group and
+one-to-one messages, cap changes) for a random 0.2-1.0 s while a plan change runs
+through the real `imcloud` CLI (on a thread) and others through the console JSON API,
+then `kill -9`s the server with requests in flight. The rounds
+(IMCLOUD_TEST_CRASH_LOOPS, default 20) move the simulated clock over a month's end (and
+a bill day), within Trial's 7 days of history, so retention deletes no message. After every restart:
 
 - every acknowledged write (ErrorCode 0 received; exit 0 of the CLI; 200 of the
   console) is in the database: accounts, groups, memberships, group messages under the
@@ -18,7 +19,7 @@ so retention deletes no message. After every restart:
   changes, the highest limit their history ever gave; every group within the cap fixed
   at its creation; and the stored counters equal the real row counts;
 - every group's messages are numbered 1..last MsgSeq: no gap, no duplicate (a send
-  killed in flight rolls its MsgSeq back with it);
+  killed in flight, or refused after its MsgSeq was taken, gives the MsgSeq back);
 - the plan history replays to the `apps` row and obeys R4 (the checks of
   test_lifecycle_properties.py).
 
