@@ -1,7 +1,7 @@
 """Crash safety of the bill run (issue 7, B6): `imcloud bill run` SIGKILLed at random
 moments, again and again, then rerun to completion — on SQLite and PostgreSQL.
 
-The database holds 2,000 apps (100 per loop past 20) with four months of plan history
+The database holds 3,000 apps (100 per loop past 30) with four months of plan history
 (every event decided by the real rules, `imcloud.plans.decide`) and daily usage with
 overage; four months are due. A copy of it gets one clean `imcloud bill run`. The original gets
 IMCLOUD_TEST_CRASH_LOOPS (default 20) runs killed with SIGKILL — most just after a
@@ -53,7 +53,7 @@ from tests.integration.test_crash_safety import go, warm
 
 LOOPS = int(os.environ.get("IMCLOUD_TEST_CRASH_LOOPS", "20"))
 CATALOG = load()
-APPS = max(2000, 100 * LOOPS)  # work left for every kill
+APPS = max(3000, 100 * LOOPS)  # work left for every kill
 MONTHS = [(2019, m) for m in (1, 2, 3, 4)]
 CLOCK = "2019-05-04"  # every month above is due (bill day 3)
 BATCH = 40  # apps per batch in the killed runs
@@ -321,7 +321,7 @@ def kill_mid_run(
     return before, counter()
 
 
-def test_B6_bill_run_killed_20_times_then_rerun_equals_a_clean_run(
+def test_B6_bill_run_sigkilled_mid_run_then_rerun_equals_a_clean_run(
     imcloud: Cli, tmp_path: Path
 ) -> None:
     imcloud("init", "--simulated-clock", "2019-01-01")
