@@ -729,11 +729,12 @@ def test_acknowledged_writes_and_limits_survive_sigkill_of_the_server(
     problems: list[str] = []
     cookies = httpx.Cookies()
     csrf = ""
-    servers = [Killable(imcloud.db_url, tmp_path / "serve0.log")]
+    # two servers ahead: each has a round or two to do its imports before its turn
+    servers = [Killable(imcloud.db_url, tmp_path / f"serve{i}.log") for i in range(2)]
     try:
         step = SPAN / LOOPS
         for n in range(LOOPS + 1):
-            server = servers[-1].start()
+            server = servers[n].start()
             bad = run(check(imcloud.db_url, subjects))
             assert not bad, (f"after restart {n} (seed {seed}):", bad[:20])
             if n == LOOPS:
@@ -746,7 +747,8 @@ def test_acknowledged_writes_and_limits_survive_sigkill_of_the_server(
                 assert r.status_code == 200, r.text
                 cookies, csrf = r.cookies, r.json()["csrf_token"]
             imcloud("clock", "set", (START + step * (n + 1)).isoformat())
-            servers.append(Killable(imcloud.db_url, tmp_path / f"serve{n + 1}.log"))
+            if n + 2 <= LOOPS:
+                servers.append(Killable(imcloud.db_url, tmp_path / f"serve{n + 2}.log"))
             trial = trials[n // TRIAL_ROUNDS]
             storm = Storm(
                 server.base,
@@ -761,7 +763,7 @@ def test_acknowledged_writes_and_limits_survive_sigkill_of_the_server(
             )
             run(storm.run(rng.uniform(*STORM), server.kill))
         bad = run(check(imcloud.db_url, subjects))
-        servers[-1].stop()
+        servers[LOOPS].stop()
     finally:
         for srv in servers:
             if srv.proc.poll() is None:
@@ -776,4 +778,4 @@ def test_acknowledged_writes_and_limits_survive_sigkill_of_the_server(
     # its MsgSeq was taken
     for code in (70398, 10058, 10014, 10037, 10007):
         assert acked[code] > 0, acked
-    assert any(e for s in (by_cli, by_console) for e in s.plan_acks), "no plan change made"
+    assert by_cli.plan_acks and by_console.plan_acks, "no plan change made"
