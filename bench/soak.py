@@ -579,6 +579,7 @@ def main() -> None:
     connect_errors = sum(p["connect_errors"] for p in loads)
     if connect_errors:
         every["ws connect failed"] = connect_errors
+    connected = sum(p["connected"] for p in loads)
     rss_start = samples[0][1]
     growth = round((rss_end - rss_start) / rss_start * 100, 1)
     logged = [
@@ -629,12 +630,12 @@ def main() -> None:
         },
         "sockets": {
             "clients": args.clients,
-            "connected_at_end": sum(p["connected"] for p in loads),
+            "connected_at_end": connected,
             "server_sockets_start": sockets["start"],
             "server_sockets_end": sockets["end"],
         },
         "goals": {"rss_growth_pct": "<= 10"},
-        "ok": growth <= 10 and not logged,
+        "ok": growth <= 10 and not logged and connected == args.clients,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
