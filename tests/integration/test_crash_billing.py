@@ -307,8 +307,8 @@ def kill_mid_run(
     """Run a bill run started ahead, SIGKILL it; (bills before, bills after)."""
     before = counter()
     go(proc)
-    if rng.random() < 0.2:  # at a random moment from the start
-        time.sleep(rng.uniform(0.1, 1.2))
+    if rng.random() < 0.2:  # at a random moment from the start (opening the database,
+        time.sleep(rng.uniform(0, 0.4))  # reading the months due, a first batch)
     else:  # once a random number of bills have landed: mid-run
         target = before + rng.randint(1, 2 * BATCH)
         while counter() < target and proc.poll() is None:
