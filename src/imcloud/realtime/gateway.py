@@ -43,6 +43,7 @@ from imcloud.services.tenant import Tenant
 
 log = logging.getLogger("imcloud.ws")
 router = APIRouter()
+CLOSE_INTERNAL = 1011  # RFC 6455: the server hit a condition it could not handle
 
 
 class Join(s.Body):
@@ -142,11 +143,17 @@ async def gateway(ws: Socket) -> None:
         await _send(ws, {"op": "error", "code": e.code, "info": e.message})
         await ws.close(code=CLOSE_DISABLED if e.code == Code.APP_DISABLED else 4001)
         return
+    except Exception:  # the database is unreachable, say: an error frame, not a bare drop
+        log.exception("login failed")
+        await _send(ws, {"op": "error", "code": int(Code.INTERNAL),
+                         "info": "internal error; please retry"})
+        await ws.close(code=CLOSE_INTERNAL)
+        return
 
     session = Session(app_id, user, ws, state.settings.ws_queue)
-    await hub.register(session, revision, since)
-    session.open({"op": "login", "code": 0, "user": user})
     try:
+        await hub.register(session, revision, since)
+        session.open({"op": "login", "code": 0, "user": user})
         while not session.closed:
             raw = await ws.receive_text()
             await _handle(ws, hub, session, raw)
@@ -154,6 +161,7 @@ async def gateway(ws: Socket) -> None:
         pass
     except Exception:
         log.exception("session failed")
+        session.shut(CLOSE_INTERNAL, "internal error; reconnect and resume by sequence")
     finally:
         if session.closing is not None:  # let the close frame (4003, 4008…) go out
             with contextlib.suppress(Exception):
